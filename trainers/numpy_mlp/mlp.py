@@ -1,0 +1,218 @@
+"""A multilayer perceptron in NumPy with hand-written backpropagation.
+
+All parameters live in one flat vector (weights of every layer first, then biases), so an
+optimizer step, decoupled weight decay, an L1/L2 penalty or a best-weights snapshot is a
+handful of vector operations however deep the net is. ``params`` and ``grads`` are views
+into those vectors, in the order ``[W0, b0, W1, b1, ...]``.
+
+Dropout is inverted: during training a hidden unit (or input, for ``input_dropout``) is
+kept with probability ``q = 1 - p`` and scaled by ``1 / q``; the mask is resampled on every
+forward pass, i.e. every mini-batch. At evaluation nothing is dropped or scaled. This is the
+lecture's "drop with p during training, multiply the weights by (1 - p) at test time" with
+the scaling moved to training; the expected pre-activations are the same.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trainers.config import TrainConfig
+from trainers.numpy_mlp.layers import activate, backprop_activation, init_weights
+from trainers.numpy_mlp.losses import loss_and_grad, loss_value
+
+#: |w| below this counts as a zero weight in the sparsity statistic.
+SPARSITY_THRESHOLD = 1e-3
+
+
+class MLP:
+    """``MLP(config, n_inputs, n_classes)``, initialized from ``config.seed``."""
+
+    def __init__(self, config: TrainConfig, n_inputs: int, n_classes: int, dtype: type = np.float32) -> None:
+        self.config = config
+        self.dtype = np.dtype(dtype)
+        self.act = config.activation
+        self.pieces = config.maxout_pieces if config.activation == "maxout" else 1
+        self.slope = config.leaky_slope
+        self.sizes = [n_inputs, *config.widths, n_classes]
+        self.n_layers = len(self.sizes) - 1
+        shapes = []
+        for i in range(self.n_layers):
+            cols = self.sizes[i + 1] * (self.pieces if i < self.n_layers - 1 else 1)
+            shapes.append((self.sizes[i], cols))
+        self.shapes = shapes
+        n_w = sum(a * b for a, b in shapes)
+        n_b = sum(b for _, b in shapes)
+        self.n_weights = n_w
+        self.flat = np.zeros(n_w + n_b, self.dtype)
+        self.grad_flat = np.zeros_like(self.flat)
+        self.params: list[np.ndarray] = []
+        self.grads: list[np.ndarray] = []
+        self.W: list[np.ndarray] = []
+        self.b: list[np.ndarray] = []
+        self.gW: list[np.ndarray] = []
+        self.gb: list[np.ndarray] = []
+        ow, ob = 0, n_w
+        self.w_offsets = []
+        for a, b in shapes:
+            self.w_offsets.append(ow)
+            for vec, ws, bs in ((self.flat, self.W, self.b), (self.grad_flat, self.gW, self.gb)):
+                ws.append(vec[ow : ow + a * b].reshape(a, b))
+                bs.append(vec[ob : ob + b])
+            ow += a * b
+            ob += b
+        for i in range(self.n_layers):
+            self.params += [self.W[i], self.b[i]]
+            self.grads += [self.gW[i], self.gb[i]]
+        seeds = np.random.SeedSequence(config.seed).spawn(2)
+        init_rng = np.random.default_rng(seeds[0])
+        self.rng = np.random.default_rng(seeds[1])  # dropout masks
+        kind = config.resolved_init
+        for i, (a, b) in enumerate(shapes):
+            fan_out = self.sizes[i + 1]
+            self.W[i][...] = init_weights(kind, a, fan_out, (a, b), init_rng)
+        self._cache: list = []
+
+    @property
+    def n_params(self) -> int:
+        return int(self.flat.size)
+
+    # -- forward / backward ----------------------------------------------------------------
+    def _dropout(self, a: np.ndarray, p: float) -> tuple[np.ndarray, np.ndarray]:
+        keep = self.rng.random(a.shape, dtype=self.dtype) >= p
+        a = a * keep
+        a *= 1.0 / (1.0 - p)
+        return a, keep
+
+    def forward(self, X: np.ndarray, train: bool = False, keep: bool = False) -> np.ndarray:
+        """Logits for `X`. ``train=True`` draws fresh dropout masks; ``keep=True`` keeps the
+        activations for the backward pass."""
+        c = self.config
+        cache = []
+        a = X
+        mask = None
+        if train and c.input_dropout > 0:
+            a, mask = self._dropout(a, c.input_dropout)
+        last = self.n_layers - 1
+        for i in range(self.n_layers):
+            z = a @ self.W[i]
+            z += self.b[i]
+            if i == last:
+                cache.append((a, mask, None, None))
+                break
+            arg = None
+            if self.pieces > 1:
+                z3 = z.reshape(len(z), -1, self.pieces)
+                arg = z3.argmax(axis=2)
+                h = np.take_along_axis(z3, arg[:, :, None], axis=2)[:, :, 0]
+            else:
+                h = activate(self.act, z, self.slope)
+            cache.append((a, mask, h, arg))
+            a, mask = h, None
+            if train and c.dropout > 0:
+                a, mask = self._dropout(h, c.dropout)
+        if keep:
+            self._cache = cache
+        return z
+
+    def _backward(self, dz: np.ndarray) -> None:
+        """Fill ``grads`` (data term only) from ``dL/dlogits`` and the cached forward pass."""
+        for i in range(self.n_layers - 1, -1, -1):
+            a, mask, _, _ = self._cache[i]
+            np.dot(a.T, dz, out=self.gW[i])
+            np.sum(dz, axis=0, out=self.gb[i])
+            if i == 0:
+                break
+            da = dz @ self.W[i].T
+            _, _, h, arg = self._cache[i - 1]
+            if mask is not None:  # dropout applied to this layer's input
+                da *= mask
+                da *= 1.0 / (1.0 - self.config.dropout)
+            if arg is not None:
+                dz = np.zeros((len(da), da.shape[1], self.pieces), self.dtype)
+                np.put_along_axis(dz, arg[:, :, None], da[:, :, None], axis=2)
+                dz = dz.reshape(len(da), -1)
+            else:
+                dz = backprop_activation(self.act, h, da, self.slope)
+        self._cache = []
+
+    def penalty(self) -> float:
+        """``l1 * sum|w| + l2 / 2 * sum w^2`` over weights (not biases)."""
+        c = self.config
+        w = self.flat[: self.n_weights]
+        out = 0.0
+        if c.l1:
+            out += c.l1 * float(np.abs(w).sum(dtype=np.float64))
+        if c.l2:
+            out += 0.5 * c.l2 * float(np.dot(w, w))
+        return out
+
+    def _add_penalty_grad(self) -> None:
+        c = self.config
+        w = self.flat[: self.n_weights]
+        g = self.grad_flat[: self.n_weights]
+        if c.l1:
+            g += c.l1 * np.sign(w)
+        if c.l2:
+            g += c.l2 * w
+
+    def step_grads(self, X: np.ndarray, y: np.ndarray, train: bool = True) -> float:
+        """One forward/backward pass (dropout on when `train`): fills ``grad_flat`` with the
+        full gradient, penalties included, and returns the batch's data loss (no penalty)."""
+        z = self.forward(X, train=train, keep=True)
+        loss, dz = loss_and_grad(self.config.loss, z, y)
+        self._backward(dz)
+        self._add_penalty_grad()
+        return loss
+
+    def loss_and_grads(self, X: np.ndarray, y: np.ndarray, train: bool = False) -> tuple[float, list[np.ndarray]]:
+        """Mean loss on (X, y) plus penalties, and copies of its gradients aligned with
+        ``params``. ``train=True`` draws dropout masks as a training step does."""
+        loss = self.step_grads(X, y, train=train)
+        return loss + self.penalty(), [g.copy() for g in self.grads]
+
+    # -- evaluation ------------------------------------------------------------------------
+    def evaluate(self, X: np.ndarray, y: np.ndarray, chunk: int = 8192) -> tuple[float, float, float]:
+        """(mean loss without penalty, accuracy, fraction of dead hidden units) on (X, y).
+
+        A unit is dead when it outputs no positive value for any row of `X` (ReLU family;
+        0 for other activations)."""
+        total, correct = 0.0, 0
+        alive = [np.zeros(w, bool) for w in self.sizes[1:-1]]
+        track = self.act in ("relu", "leaky_relu")
+        for s in range(0, len(X), chunk):
+            a = X[s : s + chunk]
+            for i in range(self.n_layers):
+                z = a @ self.W[i]
+                z += self.b[i]
+                if i == self.n_layers - 1:
+                    break
+                if self.pieces > 1:
+                    a = z.reshape(len(z), -1, self.pieces).max(axis=2)
+                else:
+                    a = activate(self.act, z, self.slope)
+                if track:
+                    alive[i] |= (a > 0).any(axis=0)
+            yb = y[s : s + chunk]
+            total += loss_value(self.config.loss, z, yb)
+            correct += int((z.argmax(axis=1) == yb).sum())
+        n_hidden = sum(len(m) for m in alive)
+        dead = 0.0
+        if track and n_hidden:
+            dead = 1.0 - sum(int(m.sum()) for m in alive) / n_hidden
+        return total / len(X), correct / len(X), dead
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.forward(X).argmax(axis=1)
+
+    # -- statistics ------------------------------------------------------------------------
+    def weight_norms(self) -> list[float]:
+        return [float(np.sqrt(np.dot(w.ravel(), w.ravel()))) for w in self.W]
+
+    def layer_sq_norms(self, vec: np.ndarray) -> np.ndarray:
+        """Per-layer sum of squares of the weight part of a flat vector (two vector ops)."""
+        sq = np.square(vec[: self.n_weights], dtype=np.float64)
+        return np.add.reduceat(sq, self.w_offsets)
+
+    def sparsity(self) -> float:
+        w = self.flat[: self.n_weights]
+        return float(np.count_nonzero(np.abs(w) < SPARSITY_THRESHOLD)) / max(w.size, 1)
