@@ -6,7 +6,7 @@
 
 from trainers.config import TrainConfig, field_names
 from trainers.data import BUILTIN as BUILTIN_DATASETS
-from trainers.data import Dataset, DataError, from_arrays, load_dataset
+from trainers.data import DataError, Dataset, from_arrays, load_dataset
 from trainers.loop import STOP_REASONS, EpochRecord, TrainResult, iter_train, train
 
 __all__ = [

@@ -35,7 +35,9 @@ def _parse_value(field: dataclasses.Field, text: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m trainers", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m trainers", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--dataset", default="digits", help="built-in name or .npz/.csv/.parquet file (default digits)")
     p.add_argument("--val", type=float, default=0.2, help="validation fraction")
     p.add_argument("--test", type=float, default=0.2, help="test fraction")
@@ -69,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(f"stop: {res.stop_reason} at epoch {res.stopped_epoch}; best epoch {res.best_epoch}; {res.n_params} parameters")
     if res.test_acc is not None:
-        print(f"test (weights of epoch {res.best_epoch if config.restore_best else res.stopped_epoch}): loss {res.test_loss:.4f} acc {res.test_acc:.4f}")
+        print(
+            f"test (weights of epoch {res.best_epoch if config.restore_best else res.stopped_epoch}): loss {res.test_loss:.4f} acc {res.test_acc:.4f}"
+        )
     return 0
 
 

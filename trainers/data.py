@@ -134,7 +134,9 @@ def _read_file(path: str, label_column: str) -> tuple[np.ndarray, np.ndarray]:
             with np.load(path, allow_pickle=False) as z:
                 missing = [k for k in ("X", "y") if k not in z.files]
                 if missing:
-                    raise DataError(f"{path}: missing array(s) {missing}; an .npz dataset needs arrays 'X' and 'y', found {z.files}")
+                    raise DataError(
+                        f"{path}: missing array(s) {missing}; an .npz dataset needs arrays 'X' and 'y', found {z.files}"
+                    )
                 return z["X"], z["y"]
         except DataError:
             raise
@@ -199,7 +201,9 @@ def split(
     """Stratified index split: every class contributes ``round(frac * n_class)`` rows (at
     least one when the fraction is positive) to val and test, the rest to train."""
     if not 0 < val < 1 or not 0 <= test < 1 or val + test >= 1:
-        raise DataError(f"{source}: split fractions must satisfy 0 < val < 1, 0 <= test < 1, val + test < 1; got val={val}, test={test}")
+        raise DataError(
+            f"{source}: split fractions must satisfy 0 < val < 1, 0 <= test < 1, val + test < 1; got val={val}, test={test}"
+        )
     rng = np.random.default_rng(seed)
     parts: list[list[np.ndarray]] = [[], [], []]
     for c in np.unique(y):

@@ -177,7 +177,12 @@ def iter_train(
         if config.restore_best and snap is not None and best_epoch != len(history):
             model.restore(snap)
             kept = history[best_epoch - 1]
-        result.final = {"train_loss": kept.train_loss, "train_acc": kept.train_acc, "val_loss": kept.val_loss, "val_acc": kept.val_acc}
+        result.final = {
+            "train_loss": kept.train_loss,
+            "train_acc": kept.train_acc,
+            "val_loss": kept.val_loss,
+            "val_acc": kept.val_acc,
+        }
         if len(data.y_test) and (reason != "diverged" or snap is not None):
             result.test_loss, result.test_acc, _ = model.evaluate("test")
         return result

@@ -147,6 +147,6 @@ _BY_NAME: dict[str, type[Optimizer]] = {
 }
 
 
-def make_optimizer(config: TrainConfig, size: int, n_weights: int, dtype: np.dtype = np.dtype(np.float32)) -> Optimizer:
+def make_optimizer(config: TrainConfig, size: int, n_weights: int, dtype: np.dtype | type = np.float32) -> Optimizer:
     """The optimizer `config.optimizer` names, for a flat vector of `size` entries."""
-    return _BY_NAME[config.optimizer](config, size, n_weights, dtype)
+    return _BY_NAME[config.optimizer](config, size, n_weights, np.dtype(dtype))
