@@ -14,6 +14,8 @@ the scaling moved to training; the expected pre-activations are the same.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from trainers.config import TrainConfig
@@ -52,14 +54,13 @@ class MLP:
         self.gW: list[np.ndarray] = []
         self.gb: list[np.ndarray] = []
         ow, ob = 0, n_w
-        self.w_offsets = []
         for a, b in shapes:
-            self.w_offsets.append(ow)
             for vec, ws, bs in ((self.flat, self.W, self.b), (self.grad_flat, self.gW, self.gb)):
                 ws.append(vec[ow : ow + a * b].reshape(a, b))
                 bs.append(vec[ob : ob + b])
             ow += a * b
             ob += b
+        self._gW_flat = [g.reshape(-1) for g in self.gW]
         for i in range(self.n_layers):
             self.params += [self.W[i], self.b[i]]
             self.grads += [self.gW[i], self.gb[i]]
@@ -119,7 +120,7 @@ class MLP:
         for i in range(self.n_layers - 1, -1, -1):
             a, mask, _, _ = self._cache[i]
             np.dot(a.T, dz, out=self.gW[i])
-            np.sum(dz, axis=0, out=self.gb[i])
+            np.add.reduce(dz, axis=0, out=self.gb[i])
             if i == 0:
                 break
             da = dz @ self.W[i].T
@@ -206,12 +207,11 @@ class MLP:
 
     # -- statistics ------------------------------------------------------------------------
     def weight_norms(self) -> list[float]:
-        return [float(np.sqrt(np.dot(w.ravel(), w.ravel()))) for w in self.W]
+        return [math.sqrt(float(np.dot(w.ravel(), w.ravel()))) for w in self.W]
 
-    def layer_sq_norms(self, vec: np.ndarray) -> np.ndarray:
-        """Per-layer sum of squares of the weight part of a flat vector (two vector ops)."""
-        sq = np.square(vec[: self.n_weights], dtype=np.float64)
-        return np.add.reduceat(sq, self.w_offsets)
+    def grad_norms(self) -> list[float]:
+        """Norm of each layer's weight gradient (one BLAS dot per layer, no temporaries)."""
+        return [math.sqrt(float(np.dot(g, g))) for g in self._gW_flat]
 
     def sparsity(self) -> float:
         w = self.flat[: self.n_weights]

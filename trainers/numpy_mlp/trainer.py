@@ -40,15 +40,14 @@ class NumpyBackend:
         clip = self.config.max_grad_norm
         g = net.grad_flat
         total, count = 0.0, 0
-        norms = np.zeros(net.n_layers)
+        norms = [0.0] * net.n_layers
         finite = True
         for s in range(0, len(y), bs):
             loss = net.step_grads(X[s : s + bs], y[s : s + bs])
             if not math.isfinite(loss):
                 finite = False
                 break
-            sq = net.layer_sq_norms(g)
-            norms += np.sqrt(sq)
+            norms = [a + b for a, b in zip(norms, net.grad_norms(), strict=True)]
             if clip is not None:
                 total_norm = math.sqrt(float(np.dot(g, g)))
                 if total_norm > clip:
@@ -57,7 +56,7 @@ class NumpyBackend:
             total += loss
             count += 1
         count = max(count, 1)
-        return total / count, finite, (norms / count).tolist()
+        return total / count, finite, [v / count for v in norms]
 
     def evaluate(self, split: str) -> tuple[float, float, float]:
         X = getattr(self.data, f"X_{split}")
