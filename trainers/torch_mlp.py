@@ -221,7 +221,7 @@ class TorchBackend:
         yt = torch.as_tensor(np.asarray(y)).to(self.device, torch.int64)
         loss = self.row_losses(self.forward(Xt, train=train), yt).mean() + self.penalty()
         grads = torch.autograd.grad(loss, self.params)
-        return float(loss), [g.detach().cpu().numpy() for g in grads]
+        return float(loss.detach()), [g.detach().cpu().numpy() for g in grads]
 
     # -- the backend interface -------------------------------------------------------------
     def fit_epoch(self, order: np.ndarray, lr: float) -> tuple[float, bool, list[float]]:
