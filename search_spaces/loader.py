@@ -1,0 +1,100 @@
+"""Finding and reading spaces: built-in names, YAML files, ``module:function``."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from search_spaces.checks import FIELDS
+from search_spaces.declarative import DeclarativeSpace
+from search_spaces.errors import SpaceError
+from search_spaces.function import load_function
+from search_spaces.params import parse_param
+from search_spaces.space import Space
+
+TOP_KEYS = ("name", "description", "fixed", "parameters")
+_FUNCTION = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+# YAML 1.1 (PyYAML) reads 1e-3 as a string; YAML 1.2 and people read it as a number.
+_EXP_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _builtin_dir() -> Path:
+    return Path(str(resources.files("search_spaces")))
+
+
+def builtin() -> dict[str, str]:
+    """Built-in space names -> the description of the question each answers."""
+    return dict(_builtin())
+
+
+@cache
+def _builtin() -> dict[str, str]:
+    out = {}
+    for path in sorted(_builtin_dir().glob("*.yaml")):
+        raw = _read(path)
+        description = raw.get("description", "") if isinstance(raw, dict) else ""
+        out[path.stem] = " ".join(str(description).split())
+    return out
+
+
+def load(name_or_path: str | Path) -> Space:
+    """A built-in name (``optimizers``), a YAML file path, or ``module:function``."""
+    text = str(name_or_path)
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml") or path.is_file():
+        if not path.is_file():
+            raise SpaceError(f"{text}: no such file")
+        return parse(_read(path), str(path))
+    if _FUNCTION.fullmatch(text):
+        return load_function(text)
+    if text in _builtin():
+        return parse(_read(_builtin_dir() / f"{text}.yaml"), f"{text}.yaml (built-in)")
+    raise SpaceError(
+        f"unknown search space {text!r}; allowed: a built-in name ({', '.join(_builtin())}), a path to a YAML file, or module:function"
+    )
+
+
+def _read(path: Path) -> Any:
+    try:
+        return _numbers(yaml.safe_load(path.read_text()))
+    except yaml.YAMLError as e:
+        raise SpaceError(f"{path}: not valid YAML: {e}") from e
+    except OSError as e:
+        raise SpaceError(f"{path}: cannot read: {e}") from e
+
+
+def _numbers(obj: Any) -> Any:
+    """Exponent-form strings such as ``1e-3`` as floats, everywhere in a loaded document."""
+    if isinstance(obj, dict):
+        return {k: _numbers(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_numbers(v) for v in obj]
+    if isinstance(obj, str) and _EXP_FLOAT.fullmatch(obj):
+        return float(obj)
+    return obj
+
+
+def parse(raw: Any, source: str) -> DeclarativeSpace:
+    """A loaded YAML document -> a validated space; SpaceError naming `source` otherwise."""
+    if not isinstance(raw, dict):
+        raise SpaceError(f"{source}: must be a mapping with keys {', '.join(TOP_KEYS)}, got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(TOP_KEYS), key=str)
+    if unknown:
+        raise SpaceError(f"{source}: unknown key(s) {unknown}; allowed: {', '.join(TOP_KEYS)}")
+    name, description = raw.get("name"), raw.get("description")
+    if not isinstance(name, str) or not re.fullmatch(r"[\w-]+", name):
+        raise SpaceError(f"{source}: name must be a word (letters, digits, _ or -), got {name!r}")
+    if not isinstance(description, str) or not description.strip():
+        raise SpaceError(f"{source}: description must be a non-empty paragraph saying what question the space answers")
+    fixed = raw.get("fixed") or {}
+    params = raw.get("parameters") or {}
+    for key, value in (("fixed", fixed), ("parameters", params)):
+        if not isinstance(value, dict):
+            raise SpaceError(f"{source}: {key} must be a mapping, got {value!r}")
+    parsed = [parse_param(k, v, source, FIELDS) for k, v in params.items()]
+    return DeclarativeSpace(name, " ".join(description.split()), fixed, parsed, source)

@@ -1,0 +1,94 @@
+"""`Space`: what every search space offers, whether declared in YAML or written in Python.
+
+``space.suggest(trial)`` draws one configuration from an Optuna trial and returns it as a
+validated `TrainConfig`; it also records the network's parameter count as the trial's
+``n_params`` user attribute. ``overrides`` (a study spec's ``fixed:``) win over the space:
+an overridden field is no longer sampled.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+from search_spaces.budget import count_params
+from search_spaces.checks import FIELDS
+from search_spaces.errors import SpaceError
+from trainers.config import TrainConfig
+
+#: Inputs and classes assumed when `suggest` is not told the dataset's (those of ``digits``).
+DEFAULT_N_INPUTS = 64
+DEFAULT_N_CLASSES = 10
+
+
+class Space(ABC):
+    """A search space: `name`, a one-paragraph `description` of the question it answers,
+    and `source` (the file or ``module:function`` it came from, named in every error)."""
+
+    name: str
+    description: str
+    source: str
+
+    def __init__(self) -> None:
+        self._with: dict[str, Space] = {}
+
+    def suggest(
+        self,
+        trial: Any,
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        n_inputs: int | None = None,
+        n_classes: int | None = None,
+    ) -> TrainConfig:
+        """One `TrainConfig` drawn from `trial`, with `overrides` applied (they win).
+
+        `n_inputs`/`n_classes` describe the dataset (default: digits' 64 and 10); a width
+        derived from a parameter budget and the recorded ``n_params`` depend on them."""
+        space = self._overridden(overrides) if overrides else self
+        n_in = _positive("n_inputs", DEFAULT_N_INPUTS if n_inputs is None else n_inputs)
+        n_cls = _positive("n_classes", DEFAULT_N_CLASSES if n_classes is None else n_classes)
+        values = space._sample(trial, n_in, n_cls)
+        try:
+            config = TrainConfig(**values)
+        except (ValueError, TypeError) as e:
+            raise SpaceError(
+                f"{space.source}: trial {getattr(trial, 'number', '?')}: {values} is no valid TrainConfig: {e}"
+            ) from e
+        pieces = config.maxout_pieces if config.activation == "maxout" else 1
+        trial.set_user_attr("n_params", count_params(config.widths, n_in, n_cls, pieces))
+        return config
+
+    def with_fixed(self, overrides: Mapping[str, Any]) -> Space:
+        """This space with `overrides` as fixed values (checked now; unknown fields are errors)."""
+        overrides = dict(overrides)
+        unknown = sorted(set(overrides) - FIELDS)
+        if unknown:
+            raise SpaceError(
+                f"{self.source}: override(s) {unknown} are not TrainConfig fields; allowed: {', '.join(sorted(FIELDS))}"
+            )
+        return self._with_fixed(overrides)
+
+    def _overridden(self, overrides: Mapping[str, Any]) -> Space:
+        key = json.dumps(sorted(overrides.items()), default=repr)
+        if key not in self._with:
+            self._with[key] = self.with_fixed(overrides)
+        return self._with[key]
+
+    @abstractmethod
+    def _with_fixed(self, overrides: dict[str, Any]) -> Space: ...
+
+    @abstractmethod
+    def _sample(self, trial: Any, n_inputs: int, n_classes: int) -> dict[str, Any]:
+        """TrainConfig keyword arguments for one trial."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """A human-readable listing of the space (``study space show NAME``)."""
+
+
+def _positive(name: str, v: Any) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+        raise SpaceError(f"{name} must be an integer >= 1, got {v!r}")
+    return v
