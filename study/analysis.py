@@ -185,11 +185,8 @@ def _hindsight(values: np.ndarray, alive: np.ndarray, monitor: str) -> tuple[int
     v = values[:n].astype(float)
     if not np.isfinite(v).any():
         return None, math.nan
-    row = (
-        int(np.nanargmin(np.where(np.isfinite(v), v, np.nan)))
-        if monitor == "val_loss"
-        else int(np.nanargmax(np.where(np.isfinite(v), v, np.nan)))
-    )
+    v = np.where(np.isfinite(v), v, np.nan)
+    row = int(np.nanargmin(v) if monitor == "val_loss" else np.nanargmax(v))
     return row, float(v[row])
 
 
@@ -407,7 +404,20 @@ def replay_summary(replay: pd.DataFrame, exact_only: bool = False) -> pd.DataFra
                 ),
             }
         )
-    return pd.DataFrame(rows)
+    cols = [
+        "patience",
+        "n_trials",
+        "n_exact",
+        "n_fired",
+        "epochs_run",
+        "epochs_saved",
+        "saved_fraction",
+        "regret_sum",
+        "regret_mean",
+    ]
+    return pd.DataFrame(
+        rows, columns=[*cols, "regret_max", "n_regret", "best_trial", "best_kept", "hindsight_trial", "changes_winner"]
+    )
 
 
 # -- pruning audit ---------------------------------------------------------------------------

@@ -93,6 +93,11 @@ def test_onset_none_when_val_comes_back_or_train_does_not_fall():
     assert A.overfitting_onset(tr, va, min_run=1) == 5
     # val rises after epoch 2 but train rises too (0.85 > 0.8; after 3: 0.9 > 0.85): no onset
     assert A.overfitting_onset([1.0, 0.8, 0.85, 0.9, 0.95], [1.0, 0.7, 0.8, 0.9, 1.0], min_run=1) is None
+    # val coming back to exactly its epoch-2 level (0.7 at epoch 4) is not "staying above":
+    # e=2 fails, e=4 (0.7, then 0.9) is the onset
+    assert A.overfitting_onset([1.0, 0.8, 0.7, 0.6, 0.5], [1.0, 0.7, 0.8, 0.7, 0.9], min_run=1) == 4
+    # train flat at its epoch-2 level (0.8 at epoch 3) is not "falling": e=2 fails, onset 3
+    assert A.overfitting_onset([1.0, 0.8, 0.8, 0.6, 0.5], [1.0, 0.7, 0.8, 0.9, 1.0], min_run=1) == 3
     # the same val with train falling: onset 2
     assert A.overfitting_onset([1.0, 0.8, 0.7, 0.6, 0.5], [1.0, 0.7, 0.8, 0.9, 1.0], min_run=1) == 2
 
@@ -346,6 +351,12 @@ def test_pruning_audit_nan_value_and_explicit_completed():
     out = A.pruning_audit(audit_frame(), {"P1": (2, math.nan)}, completed=["C1", "C3"])
     r = out.iloc[0]
     assert (r["n_compared"], r["n_better"], r["n_worse"], r["rank"], r["winner"]) == (2, 2, 0, 3, "C1")
+    # a tie is neither better nor worse: 0.8 at step 2 ties C1; better .7 only, worse .9 and .95
+    r = A.pruning_audit(audit_frame(), {"P1": (2, 0.8)}).iloc[0]
+    assert (r["n_better"], r["n_worse"], r["rank"], r["beat_fraction"]) == (1, 2, 2, 0.5)
+    # tying the winner (C2: 0.9 at step 2) is not "the winner was worse"
+    r = A.pruning_audit(audit_frame(), {"P1": (2, 0.9)}).iloc[0]
+    assert (r["n_better"], r["n_worse"], bool(r["winner_was_worse"])) == (2, 1, False)
     with pytest.raises(ValueError, match="trial 'P1' is in both pruned and completed"):
         A.pruning_audit(audit_frame(), {"P1": (2, 0.85)}, completed=["C1", "P1"])
 
