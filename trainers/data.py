@@ -6,9 +6,13 @@ Nothing is downloaded. Built-in names:
 - ``gaussian_mixture``: Gaussian clusters, several per class, with ``label_noise`` (a
   fraction of labels replaced at random) so that overfitting is visible.
 - ``spirals``: two interleaved spirals in 2-D (``noise`` sets the jitter).
-- ``hierarchical``: a binary tree of XORs over the signs of ``n_bits`` inputs (plus
-  distractor dimensions). A deep net computes it layer by layer; a shallow net needs
-  exponentially many units, so depth helps at an equal parameter count.
+- ``rings``: Gaussian inputs labelled by the parity of the radial band that ``||x||^2``
+  falls in (bands at quantiles, so classes balance). A composition: squares of every
+  coordinate, their sum, then an oscillating function of it; in the spirit of Eldan &
+  Shamir's depth separation (2016), a deep net computes it layer by layer while a
+  one-hidden-layer net needs far more units. Depth genuinely helps at an equal parameter
+  count (8 dims, 4 bands, ~600 parameters, 40 epochs of Adam: about 0.62 validation accuracy
+  at depth 1 against 0.83 at depth 4; `tests/trainers/test_lessons.py` checks it).
 
 Files: ``.npz`` with arrays ``X`` and ``y`` (loaded with ``allow_pickle=False``), ``.csv``
 and ``.parquet`` with a label column (``label_column``, default ``label``).
@@ -26,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-BUILTIN = ("digits", "gaussian_mixture", "spirals", "hierarchical")
+BUILTIN = ("digits", "gaussian_mixture", "spirals", "rings")
 FILE_SUFFIXES = (".npz", ".csv", ".parquet")
 
 
@@ -96,18 +100,16 @@ def spirals(n_samples: int = 1000, noise: float = 0.2, turns: float = 1.75, seed
     return X, y
 
 
-def hierarchical(n_samples: int = 4000, n_bits: int = 8, n_distractors: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Label = XOR tree over the signs of the first `n_bits` Gaussian inputs (pairs, then
-    pairs of pairs, ...), i.e. their parity, computed hierarchically; `n_distractors` extra
-    inputs carry no signal."""
-    if n_bits < 2 or n_bits & (n_bits - 1):
-        raise DataError(f"hierarchical: n_bits must be a power of two >= 2, got {n_bits!r}")
+def rings(n_samples: int = 8000, n_features: int = 8, bands: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Label = parity of the index of the radial band containing ``||x||^2``, with band
+    edges at the quantiles of ``||x||^2`` so that the classes balance."""
+    if bands < 2 or n_features < 1:
+        raise DataError(f"rings: bands must be >= 2 and n_features >= 1, got bands={bands!r}, n_features={n_features!r}")
     rng = np.random.default_rng(seed)
-    X = rng.normal(0, 1, (n_samples, n_bits + n_distractors))
-    bits = (X[:, :n_bits] > 0).astype(np.int64)
-    while bits.shape[1] > 1:
-        bits = bits[:, 0::2] ^ bits[:, 1::2]
-    return X, bits[:, 0]
+    X = rng.normal(0, 1, (n_samples, n_features))
+    r2 = np.square(X).sum(axis=1)
+    edges = np.quantile(r2, np.linspace(0, 1, bands + 1)[1:-1])
+    return X, np.searchsorted(edges, r2) % 2
 
 
 def _digits() -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +122,7 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
 _GENERATORS: dict[str, Any] = {
     "gaussian_mixture": gaussian_mixture,
     "spirals": spirals,
-    "hierarchical": hierarchical,
+    "rings": rings,
 }
 
 

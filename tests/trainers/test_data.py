@@ -21,7 +21,7 @@ def test_digits_ships_with_sklearn_and_splits_stratified() -> None:
     assert abs(float(d.X_val.mean())) > 1e-4  # ... with training statistics only
 
 
-@pytest.mark.parametrize("name", ["gaussian_mixture", "spirals", "hierarchical"])
+@pytest.mark.parametrize("name", ["gaussian_mixture", "spirals", "rings"])
 def test_generated_tasks_are_deterministic_by_seed(name: str) -> None:
     a, b, c = load_dataset(name, seed=1), load_dataset(name, seed=1), load_dataset(name, seed=2)
     np.testing.assert_array_equal(a.X_train, b.X_train)
@@ -38,11 +38,16 @@ def test_label_noise_flips_labels() -> None:
     assert 0.25 < changed < 0.35  # 40% resampled, a quarter of those land on their own class
 
 
-def test_hierarchical_label_is_parity_of_the_signs() -> None:
-    from trainers.data import hierarchical
+def test_rings_label_is_the_parity_of_the_radial_band() -> None:
+    from trainers.data import rings
 
-    X, y = hierarchical(n_samples=500, n_bits=4, seed=0)
-    np.testing.assert_array_equal(y, (X[:, :4] > 0).sum(axis=1) % 2)
+    X, y = rings(n_samples=4000, n_features=3, bands=4, seed=0)
+    r2 = (X**2).sum(axis=1)
+    order = np.argsort(r2)
+    # sorted by radius, labels run in 4 equal blocks 0,1,0,1
+    blocks = np.array_split(y[order], 4)
+    assert [int(round(b.mean())) for b in blocks] == [0, 1, 0, 1]
+    assert abs(y.mean() - 0.5) < 0.01
 
 
 def test_same_split_for_the_same_seed() -> None:

@@ -42,3 +42,24 @@ def test_cross_entropy_learns_faster_than_squared_error_from_a_bad_start(digits)
     ce = train(TrainConfig(loss="cross_entropy", **common), digits).history[-1]
     mse = train(TrainConfig(loss="mse", **common), digits).history[-1]
     assert ce.val_acc > mse.val_acc
+
+
+def _equal_budget_width(depth: int, n_in: int, budget: int) -> int:
+    def n_params(w: int) -> int:
+        sizes = [n_in, *([w] * depth), 2]
+        return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+
+    w = 1
+    while n_params(w + 1) <= budget:
+        w += 1
+    return w
+
+
+def test_deeper_beats_fatter_at_equal_parameter_count_on_rings() -> None:
+    data = load_dataset("rings", n_samples=8000, n_features=8, bands=4)
+    acc = {}
+    for depth in (1, 4):
+        w = _equal_budget_width(depth, 8, 600)  # 54 units at depth 1, 11 per layer at depth 4
+        cfg = TrainConfig(depth=depth, width=w, epochs=40, optimizer="adam", lr=3e-3, batch_size=32)
+        acc[depth] = max(h.val_acc for h in train(cfg, data).history)
+    assert acc[4] > acc[1] + 0.1
