@@ -71,7 +71,7 @@ class MLP:
         for i, (a, b) in enumerate(shapes):
             fan_out = self.sizes[i + 1]
             self.W[i][...] = init_weights(kind, a, fan_out, (a, b), init_rng)
-        self._cache: list = []
+        self._cache: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]] = []
 
     @property
     def n_params(self) -> int:
@@ -88,7 +88,7 @@ class MLP:
         """Logits for `X`. ``train=True`` draws fresh dropout masks; ``keep=True`` keeps the
         activations for the backward pass."""
         c = self.config
-        cache = []
+        cache: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]] = []
         a = X
         mask = None
         if train and c.input_dropout > 0:
@@ -133,6 +133,7 @@ class MLP:
                 np.put_along_axis(dz, arg[:, :, None], da[:, :, None], axis=2)
                 dz = dz.reshape(len(da), -1)
             else:
+                assert h is not None  # every hidden layer caches its output
                 dz = backprop_activation(self.act, h, da, self.slope)
         self._cache = []
 
