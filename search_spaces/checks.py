@@ -44,18 +44,26 @@ def _permissive(field: str, value: Any) -> dict[str, Any]:
     return kw
 
 
-def check_value(field: str, value: Any, fixed: Mapping[str, Any], sampled: Collection[str]) -> str | None:
+def check_value(field: str, value: Any, fixed: Mapping[str, Any] | None = None, sampled: Collection[str] = ()) -> str | None:
     """None when `value` is allowed for `field`, else TrainConfig's message saying why.
 
-    `fixed` are the space's fixed values, `sampled` the fields some parameter sets."""
+    `fixed` are the space's fixed values (None: judge `value` alone), `sampled` the fields
+    some parameter sets."""
     try:
         TrainConfig(**_permissive(field, value))
     except (ValueError, TypeError) as e:
         return str(e)
+    if fixed is None:
+        return None
     sampled = set(sampled)
     if PARTNERS.get(field, frozenset()) & sampled:
         return None
-    context = {k: v for k, v in fixed.items() if k != field and not PARTNERS.get(k, frozenset()) & sampled}
+    # fixed values that must agree with some other sampled field are only judged per trial
+    context = {k: v for k, v in fixed.items() if k != field and not PARTNERS.get(k, frozenset()) & (sampled - {field})}
+    try:
+        TrainConfig(**context)
+    except (ValueError, TypeError):
+        return None  # the fixed values disagree among themselves: reported when each of them is checked
     try:
         TrainConfig(**context, **{field: value})
     except (ValueError, TypeError) as e:

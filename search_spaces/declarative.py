@@ -50,12 +50,13 @@ class DeclarativeSpace(Space):
 
     def _validate(self) -> None:
         sampled = {p.field for p in self.params if p.field}
-        for k, v in self.fixed.items():
-            if k not in FIELDS:
-                self._fail(f"fixed value {k!r} is not a TrainConfig field; allowed: {', '.join(sorted(FIELDS))}")
-            problem = check_value(k, v, self.fixed, sampled)
-            if problem:
-                self._fail(f"fixed value {k}={v!r} is not allowed: {problem}")
+        for alone in (True, False):  # each value alone first, then with the others
+            for k, v in self.fixed.items():
+                if k not in FIELDS:
+                    self._fail(f"fixed value {k!r} is not a TrainConfig field; allowed: {', '.join(sorted(FIELDS))}")
+                problem = check_value(k, v) if alone else check_value(k, v, self.fixed, sampled)
+                if problem:
+                    self._fail(f"fixed value {k}={v!r} is not allowed: {problem}")
         names = set(self._by_name)
         for p in self.params:
             clash = sorted(
@@ -225,7 +226,7 @@ class DeclarativeSpace(Space):
 
     def describe(self) -> str:
         lines = [f"{self.name}  ({self.source})", ""]
-        lines += textwrap.wrap(self.description, 88) + ["", "fixed:"]
+        lines += textwrap.wrap(self.description, 88, break_on_hyphens=False) + ["", "fixed:"]
         lines += [f"  {k} = {v!r}" for k, v in sorted(self.fixed.items())] or ["  (none)"]
         lines += ["", "parameters:"]
         lines += [f"  {p.describe()}" for p in self.params] or ["  (none)"]

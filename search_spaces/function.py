@@ -25,7 +25,7 @@ class FunctionSpace(Space):
         self.description = " ".join(doc.split("\n\n")[0].split()) or f"Python search space {source}."
         self.fixed = dict(fixed or {})
         for k, v in self.fixed.items():
-            problem = check_value(k, v, {}, FIELDS)
+            problem = check_value(k, v)
             if problem:
                 raise SpaceError(f"{source}: fixed value {k}={v!r} is not allowed: {problem}")
 
