@@ -130,3 +130,12 @@ def test_records_have_the_numpy_backends_shape() -> None:
     assert t.n_params == n.n_params and t.backend == "torch"
     assert n.history[-1].metrics().keys() == t.history[-1].metrics().keys()
     assert all(isinstance(v, float) for v in t.history[-1].metrics().values())
+
+
+@pytest.mark.torch
+def test_gpu_check_exits_cleanly_without_a_visible_gpu() -> None:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    script = os.path.join(ROOT, "benchmarks", "gpu_check.py")
+    proc = subprocess.run([sys.executable, script], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "no CUDA GPU visible; nothing to check"
