@@ -64,7 +64,7 @@ def check_device(samples: int) -> list[str]:
     data = make_data(min(samples, 4096))
     be = TorchBackend(make_config(), data, device="auto")
     be.fit_epoch(np.arange(len(data.y_train)), 0.01)
-    tensors = {f"param {i}": p for i, p in enumerate(be.params)}
+    tensors: dict[str, Any] = {f"param {i}": p for i, p in enumerate(be.params)}
     tensors |= {f"grad {i}": p.grad for i, p in enumerate(be.params)}
     tensors |= {f"X_{k}": v for k, v in be._X.items()} | {f"y_{k}": v for k, v in be._y.items()}
     failures = [f"{k} on {v.device}" for k, v in tensors.items() if v is None or v.device.type != "cuda"]

@@ -142,7 +142,7 @@ def _epoch_rate(backend: Any, order: np.ndarray) -> float:
 
 def run_case(case: Case, repeats: int, samples: int, peak: float, use_torch: bool) -> dict[str, Any]:
     data, cfg = make_data(case, samples), make_config(case)
-    backends = {"numpy": NumpyBackend(cfg, data)}
+    backends: dict[str, Any] = {"numpy": NumpyBackend(cfg, data)}
     if use_torch:
         from trainers.torch_mlp import TorchBackend
 

@@ -247,7 +247,7 @@ class TorchBackend:
                 p.grad = None
             loss.backward()
             with torch.no_grad():
-                norms += torch.stack(torch._foreach_norm([w.grad for w in self.W])).to(torch.float64)
+                norms += torch.stack(torch._foreach_norm([w.grad for w in self.W if w.grad is not None])).to(torch.float64)
             if c.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(self.params, c.max_grad_norm)
             self.opt.step(lr)
