@@ -59,12 +59,19 @@ def main(argv: list[str] | None = None) -> int:
     print(data.summary())
     print(f"{'epoch':>5} {'lr':>9} {'train_loss':>10} {'train_acc':>9} {'val_loss':>9} {'val_acc':>8} {'gap':>7} {'sec':>6}")
     gen = iter_train(config, data, backend=args.backend, device=args.device)
+    started = False
     while True:
         try:
             r = next(gen)
         except StopIteration as stop:
             res = stop.value
             break
+        except (ValueError, ImportError) as e:  # the backend is built on the first step: bad device, no torch
+            if started:
+                raise
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        started = True
         print(
             f"{r.epoch:5d} {r.lr:9.2e} {r.train_loss:10.4f} {r.train_acc:9.4f} {r.val_loss:9.4f} {r.val_acc:8.4f} "
             f"{r.val_loss - r.train_loss:7.4f} {r.seconds:6.2f}"
