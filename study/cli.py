@@ -1,0 +1,159 @@
+"""The `study` command.
+
+    study launch SPEC.yaml [--trials N] [--concurrency N] [--address RAY] [--storage URL]
+                           [--tracking-uri URI] [--quiet]
+    study resume NAME      [same flags]
+    study status NAME      [--storage URL]
+    study spaces
+    study space show NAME
+
+Exit codes: 0 done, 2 bad input (one message, nothing written), 130 interrupted (resumable
+with `study resume NAME`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from study.spec import SpecError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trials", type=int, help="number of finished trials to reach (overrides the spec)")
+    p.add_argument("--concurrency", type=int, help="trials in flight (default: what the Ray cluster's CPUs hold)")
+    p.add_argument("--address", help="address of an existing Ray cluster (default: start a local one)")
+    p.add_argument("--storage", help="Optuna storage URL (default: journal file .hpstudy/optuna.journal)")
+    p.add_argument("--tracking-uri", dest="tracking_uri", help="MLflow tracking URI (default: sqlite:///mlflow.db)")
+    p.add_argument("--quiet", action="store_true", help="one log line per trial instead of the live display")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="study", description="Distributed hyperparameter studies: Optuna decides, Ray runs, MLflow records."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    launch = sub.add_parser("launch", help="run the study a spec describes")
+    launch.add_argument("spec", help="YAML spec file")
+    _common(launch)
+    resume = sub.add_parser("resume", help="continue a stopped or killed study")
+    resume.add_argument("name")
+    _common(resume)
+    status = sub.add_parser("status", help="counts by state, best so far, running trials")
+    status.add_argument("name")
+    status.add_argument("--storage", help="Optuna storage URL (default: .hpstudy/optuna.journal)")
+    sub.add_parser("spaces", help="list the built-in search spaces")
+    space = sub.add_parser("space", help="about one search space")
+    space_sub = space.add_subparsers(dest="space_command", required=True)
+    show = space_sub.add_parser("show", help="print a space: its question, fixed values and parameters")
+    show.add_argument("name", help="built-in name, YAML path or module:function")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command in ("launch", "resume"):
+            return _run(args)
+        if args.command == "status":
+            return _status(args)
+        if args.command == "spaces":
+            return _spaces()
+        return _space_show(args.name)
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from study import engine
+    from study.progress import LiveProgress, QuietProgress
+    from study.spec import load_spec
+
+    overrides = {
+        "trials": args.trials,
+        "concurrency": args.concurrency,
+        "storage": args.storage,
+        "tracking_uri": args.tracking_uri,
+    }
+    if args.command == "launch":
+        spec = load_spec(args.spec).with_overrides(**overrides)
+    else:
+        spec = engine.spec_from_storage(args.name, args.storage).with_overrides(**overrides)
+        if "***" in spec.tracking_uri:
+            raise SpecError(f"the stored tracking URI {spec.tracking_uri!r} had a password: pass it again with --tracking-uri")
+    try:
+        prep = engine.prepare(spec)
+    except SpecError as e:
+        source = args.spec if args.command == "launch" else f"stored spec of {args.name!r}"
+        raise SpecError(f"{source}: {e}") from None
+
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    executor = engine.ray_executor(args.address)
+    if args.quiet:
+        result = engine.run(prep, resume=args.command == "resume", executor=executor, listener=QuietProgress(), say=say)
+    else:
+        with LiveProgress() as live:
+            result = engine.run(prep, resume=args.command == "resume", executor=executor, listener=live, say=say)
+    _report(result.study, spec)
+    if not result.finished:
+        print(
+            f"interrupted: running trials were recorded as interrupted. Continue with: study resume {spec.name}", file=sys.stderr
+        )
+        return 130
+    return 0
+
+
+def _report(study: object, spec: object) -> None:
+    from study.status import render, summarize
+
+    s = summarize(study, spec.trials)  # type: ignore[arg-type, attr-defined]
+    print(render(s, ", ".join(o.metric for o in spec.all_objectives)))  # type: ignore[attr-defined]
+    uri = spec.tracking_uri  # type: ignore[attr-defined]
+    if uri.startswith(("http://", "https://")):
+        print(f"\nEvery epoch of every trial is in MLflow: open {uri} (experiment {spec.name!r})")  # type: ignore[attr-defined]
+    else:
+        print(
+            f"\nEvery epoch of every trial is in MLflow. Open the UI with:\n  mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
+        )
+
+
+def _status(args: argparse.Namespace) -> int:
+    import optuna
+
+    from study import engine, storage
+    from study.status import render, summarize
+
+    spec = engine.spec_from_storage(args.name, args.storage)
+    url = storage.check(args.storage, must_exist=True)
+    study = optuna.load_study(study_name=args.name, storage=storage.open_storage(url))
+    print(render(summarize(study, spec.trials), ", ".join(o.metric for o in spec.all_objectives)))
+    return 0
+
+
+def _spaces() -> int:
+    import search_spaces
+
+    for name, description in search_spaces.builtin().items():
+        print(f"{name}\n    {' '.join(description.split())}")
+    return 0
+
+
+def _space_show(name: str) -> int:
+    import search_spaces
+
+    try:
+        space = search_spaces.load(name)
+    except search_spaces.SpaceError as e:
+        raise SpecError(str(e)) from None
+    except (ImportError, AttributeError, OSError, ValueError) as e:
+        raise SpecError(f"cannot load space {name!r} ({e}); built-in spaces: {', '.join(search_spaces.builtin())}") from None
+    print(space.describe())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Trials as Ray streaming tasks: one remote generator per trial, one object per epoch.
+
+The dataset is `ray.put` once; every task gets the same reference, so the trials on a node
+read one shared-memory copy. `poll` is a `ray.wait` over the trials' `ObjectRefGenerator`s;
+`cancel` is `ray.cancel` on the generator (the task gets a KeyboardInterrupt between
+Python bytecodes, so a NumPy epoch stops within one BLAS call). Tasks are never retried by
+Ray (``max_retries=0``): a lost worker is a ``died`` event and the driver decides.
+
+`start_ray` starts a local Ray (dashboard off, all of this machine's CPUs, worker logs kept
+out of the terminal) or connects to an existing cluster with ``address``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import ray
+from ray.exceptions import RayError, RayTaskError, TaskCancelledError
+
+from study.worker import Event, trial_events
+from trainers import Dataset, TrainConfig
+
+
+def _thread_env(threads: int) -> dict[str, str]:
+    n = str(threads)
+    return {"OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+
+
+def start_ray(address: str | None = None, *, threads: int = 1) -> bool:
+    """Make sure Ray is up; returns True if this call started it (and so should stop it)."""
+    if ray.is_initialized():
+        return False
+    env = {"env_vars": _thread_env(threads)}
+    common: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR, "runtime_env": env}
+    if address:
+        ray.init(address=address, **common)
+    else:
+        ray.init(include_dashboard=False, **common)
+    return True
+
+
+@ray.remote(max_retries=0)
+def _run_trial(config: TrainConfig, data: Dataset, backend: str, device: str, threads: int) -> Any:
+    yield from trial_events(config, data, backend=backend, device=device, threads=threads)
+
+
+class RayExecutor:
+    """Runs each trial as a `_run_trial` streaming task with the spec's resources."""
+
+    def __init__(
+        self, data: Dataset, *, backend: str = "numpy", device: str = "cpu", cpus: float = 1.0, gpus: float = 0.0
+    ) -> None:
+        self.data_ref = ray.put(data)
+        self.backend = backend
+        self.device = device
+        self.cpus = cpus
+        self.gpus = gpus
+        self.threads = max(1, int(cpus))
+        self.streams: dict[int, Any] = {}  # trial number -> ObjectRefGenerator
+
+    def capacity(self) -> int:
+        """Trials that fit the cluster at once, by CPUs (and GPUs when asked for)."""
+        total = ray.cluster_resources()
+        slots = int(total.get("CPU", 1) // self.cpus)
+        if self.gpus > 0:
+            slots = min(slots, int(total.get("GPU", 0) // self.gpus))
+        return max(1, slots)
+
+    def submit(self, number: int, config: TrainConfig) -> None:
+        task = _run_trial.options(num_cpus=self.cpus, num_gpus=self.gpus, name=f"trial-{number}")
+        gen = task.remote(config, self.data_ref, self.backend, self.device, self.threads)
+        self.streams[number] = gen
+
+    def poll(self, timeout: float) -> list[Event]:
+        if not self.streams:
+            return []
+        ready, _ = ray.wait(list(self.streams.values()), num_returns=1, timeout=timeout)
+        if not ready:
+            return []
+        first = {id(g) for g in ready}
+        events: list[Event] = []
+        for number, gen in list(self.streams.items()):
+            # drain every stream with something ready, so fast epochs are not one per poll
+            must = id(gen) in first
+            while number in self.streams and (must or gen.next_ready()):
+                must = False
+                self._next(number, gen, events)
+        return events
+
+    def _next(self, number: int, gen: Any, events: list[Event]) -> None:
+        try:
+            ref = next(gen)
+        except StopIteration:
+            self._drop(number)
+            return
+        try:
+            events.append((number, *ray.get(ref)))
+        except TaskCancelledError:
+            self._drop(number)
+        except RayTaskError as e:  # the task body raised outside the trainer
+            self._drop(number)
+            events.append((number, "error", str(e).strip().splitlines()[-1]))
+        except RayError as e:  # worker or node lost, object lost, ...
+            self._drop(number)
+            events.append((number, "died", f"{type(e).__name__}: {str(e).strip().splitlines()[0]}"))
+
+    def cancel(self, number: int) -> None:
+        gen = self.streams.get(number)
+        if gen is not None:
+            self._drop(number)
+            try:
+                ray.cancel(gen)
+            except Exception:  # noqa: BLE001 - already finished
+                pass
+
+    def _drop(self, number: int) -> None:
+        self.streams.pop(number, None)
+
+    def close(self) -> None:
+        for number in list(self.streams):
+            self.cancel(number)

@@ -1,0 +1,313 @@
+"""The study spec: a YAML file read into a pydantic model, every field typed and checked.
+
+Every field has a default, so six lines are a whole study::
+
+    name: quick-optimizers
+    dataset: digits
+    space: optimizers
+    fixed: {epochs: 5}
+    trials: 8
+    concurrency: 2
+
+Short forms: ``dataset: digits`` is ``dataset: {name: digits}``, ``pruner: median`` is
+``pruner: {name: median}``, ``sampler: random`` is ``sampler: {name: random}`` and
+``objective: val_acc`` is ``objective: {metric: val_acc}``. Errors are `SpecError`s naming
+the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+#: Record fields a trial reports every epoch (``EpochRecord.metrics()``), plus per-layer
+#: ``grad_norm_<i>``/``weight_norm_<i>`` and the run's constant ``n_params``.
+RECORD_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "sparsity", "dead_units", "seconds", "batch_loss")
+_LAYER_METRIC = re.compile(r"^(grad_norm|weight_norm)_\d+$")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+
+
+class SpecError(ValueError):
+    """A bad spec: the message names the file and field, the value and what is allowed."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _short(key: str) -> Any:
+    """A before-validator turning a bare string into ``{key: string}``."""
+
+    def convert(cls: Any, v: Any) -> Any:
+        return {key: v} if isinstance(v, str) else v
+
+    return model_validator(mode="before")(classmethod(convert))  # type: ignore[arg-type]
+
+
+class DatasetSpec(_Model):
+    """A built-in dataset name or a file, its split fractions and split seed."""
+
+    name: str = "digits"
+    val: float = Field(0.2, gt=0, lt=1)
+    test: float = Field(0.0, ge=0, lt=1)
+    seed: int = Field(0, ge=0)
+    label_column: str = "label"
+    args: dict[str, Any] = Field(default_factory=dict, description="generator arguments of a built-in task")
+
+    _from_str = _short("name")
+
+
+class ObjectiveSpec(_Model):
+    """What a trial is scored by: a record field at the best epoch (the weights early
+    stopping keeps) or at the last epoch. ``direction`` defaults to maximize for ``*_acc``
+    and minimize otherwise."""
+
+    metric: str = "val_loss"
+    direction: Literal["minimize", "maximize"] | None = None
+    scope: Literal["best", "last"] = "best"
+
+    _from_str = _short("metric")
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v: str) -> str:
+        if v in RECORD_METRICS or v == "n_params" or _LAYER_METRIC.match(v):
+            return v
+        raise ValueError(
+            f"unknown metric {v!r}; allowed: {', '.join(RECORD_METRICS)}, n_params, grad_norm_<layer>, weight_norm_<layer>"
+        )
+
+    @property
+    def resolved_direction(self) -> str:
+        if self.direction is not None:
+            return self.direction
+        return "maximize" if self.metric.endswith("_acc") else "minimize"
+
+
+class SamplerSpec(_Model):
+    """Optuna sampler. TPE is multivariate with the constant liar by default, so trials in
+    flight are treated as bad results and parallel workers do not all pick the same spot.
+    ``grid`` maps each parameter to its list of values."""
+
+    name: Literal["tpe", "random", "gp", "cmaes", "nsga2", "grid"] = "tpe"
+    seed: int | None = Field(None, ge=0, description="default: the study seed")
+    n_startup_trials: int | None = Field(None, ge=0)
+    multivariate: bool = True
+    constant_liar: bool = True
+    population_size: int | None = Field(None, ge=2, description="nsga2 only")
+    grid: dict[str, list[Any]] | None = None
+
+    _from_str = _short("name")
+
+    @model_validator(mode="after")
+    def _grid(self) -> SamplerSpec:
+        if self.name == "grid" and not self.grid:
+            raise ValueError("sampler grid needs `grid: {param: [values, ...], ...}`")
+        if self.name != "grid" and self.grid is not None:
+            raise ValueError(f"`grid` is only for the grid sampler, not {self.name!r}")
+        if self.grid and any(len(v) == 0 for v in self.grid.values()):
+            raise ValueError("every grid parameter needs at least one value")
+        if self.population_size is not None and self.name != "nsga2":
+            raise ValueError("population_size is only for the nsga2 sampler")
+        return self
+
+
+class _Pruner(_Model):
+    _from_str = _short("name")
+
+
+class NoPruner(_Pruner):
+    name: Literal["none"]
+
+
+class PercentilePruner(_Pruner):
+    """Prune when a trial's value at a step is worse than the percentile of earlier trials'
+    values at that step. Median is percentile 50."""
+
+    name: Literal["median", "percentile"]
+    percentile: float = Field(50.0, gt=0, lt=100)
+    n_startup_trials: int = Field(4, ge=0)
+    n_warmup_steps: int = Field(2, ge=0)
+    interval_steps: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _median_is_50(self) -> PercentilePruner:
+        if self.name == "median" and self.percentile != 50.0:
+            raise ValueError("the median pruner is percentile 50; use name: percentile to set another")
+        return self
+
+
+class HalvingPruner(_Pruner):
+    """Successive halving (ASHA) or Hyperband over epochs as the resource."""
+
+    name: Literal["successive_halving", "hyperband"]
+    min_resource: int | Literal["auto"] = "auto"
+    max_resource: int | Literal["auto"] = Field("auto", description="hyperband only")
+    reduction_factor: int = Field(3, ge=2)
+    min_early_stopping_rate: int = Field(0, ge=0, description="successive_halving only")
+
+    @field_validator("min_resource", "max_resource")
+    @classmethod
+    def _positive(cls, v: Any) -> Any:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be an integer >= 1 or 'auto'")
+        return v
+
+
+class PatientPruner(_Pruner):
+    """Wraps another pruner and only lets it prune after ``patience`` epochs without an
+    improvement of more than ``min_delta``."""
+
+    name: Literal["patient"]
+    patience: int = Field(2, ge=0)
+    min_delta: float = Field(0.0, ge=0)
+    wrapped: Annotated[NoPruner | PercentilePruner | HalvingPruner, Field(discriminator="name")] | None = None
+
+    @field_validator("wrapped", mode="before")
+    @classmethod
+    def _wrapped_str(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+
+PrunerSpec = Annotated[NoPruner | PercentilePruner | HalvingPruner | PatientPruner, Field(discriminator="name")]
+PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband", "patient")
+
+
+class Resources(_Model):
+    """What one trial holds on a Ray node. Fractional GPUs let several trials share one."""
+
+    cpus: float = Field(1.0, gt=0)
+    gpus: float = Field(0.0, ge=0)
+
+
+class StudySpec(_Model):
+    """A whole study. See the module docstring for the short forms."""
+
+    name: str
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    backend: Literal["numpy", "torch"] = "numpy"
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    space: str = "full"
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
+    objectives: list[ObjectiveSpec] | None = Field(None, min_length=2, description="several objectives: a multi-objective study")
+    sampler: SamplerSpec = Field(default_factory=SamplerSpec)
+    pruner: PrunerSpec = Field(default_factory=lambda: PercentilePruner(name="median"))
+    seed: int = Field(0, ge=0, lt=2**32)
+    trials: int = Field(20, ge=1, le=1_000_000)
+    concurrency: int | None = Field(None, ge=1, description="trials in flight; default: what the cluster's CPUs hold")
+    resources: Resources = Field(default_factory=Resources)
+    retries: int = Field(1, ge=0, description="re-runs of a trial whose worker died")
+    timeout: float | None = Field(None, gt=0, description="seconds per trial, from its start")
+    storage: str | None = Field(None, description="Optuna storage URL; default a journal file in .hpstudy/")
+    tracking_uri: str = "sqlite:///mlflow.db"
+    enqueue: list[dict[str, Any]] = Field(default_factory=list, description="known parameter sets to try first")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.match(NAME_PATTERN, v):
+            raise ValueError("must be 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit")
+        return v
+
+    @field_validator("pruner", mode="before")
+    @classmethod
+    def _pruner_str(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return {"name": v}
+        if isinstance(v, dict) and "name" in v and v["name"] not in PRUNERS:
+            raise ValueError(f"unknown pruner {v['name']!r}; allowed: {', '.join(PRUNERS)}")
+        return v
+
+    @field_validator("objectives", mode="before")
+    @classmethod
+    def _objectives_str(cls, v: Any) -> Any:
+        return [{"metric": x} if isinstance(x, str) else x for x in v] if isinstance(v, list) else v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StudySpec:
+        if self.device != "cpu" and self.backend == "numpy":
+            raise ValueError(f"device {self.device!r} needs backend: torch (the numpy backend runs on cpu only)")
+        if self.objectives is not None and "objective" in self.model_fields_set:
+            raise ValueError("give either `objective` or `objectives` (several), not both")
+        if self.sampler.name == "cmaes" and self.is_multi_objective:
+            raise ValueError("the cmaes sampler handles one objective; use nsga2, tpe or random for several")
+        return self
+
+    # -- derived ---------------------------------------------------------------------------
+    @property
+    def is_multi_objective(self) -> bool:
+        return self.objectives is not None
+
+    @property
+    def all_objectives(self) -> list[ObjectiveSpec]:
+        return list(self.objectives) if self.objectives is not None else [self.objective]
+
+    @property
+    def directions(self) -> list[str]:
+        return [o.resolved_direction for o in self.all_objectives]
+
+    @property
+    def pruning(self) -> bool:
+        """Pruning is on only for a single-objective study with a pruner other than none."""
+        return not self.is_multi_objective and self.pruner.name != "none"
+
+    def with_overrides(self, **changes: Any) -> StudySpec:
+        """A copy with the CLI's overrides (None means keep), validated again."""
+        data = self.model_dump()
+        data.update({k: v for k, v in changes.items() if v is not None})
+        return parse_spec(data, source="command line")
+
+
+def format_errors(err: ValidationError, source: str) -> str:
+    """One message for all of pydantic's errors, each naming its field: ``spec.yaml: field
+    trials: Input should be greater than or equal to 1 (got 0)``."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if not _is_union_tag(p))
+        msg = e["msg"].removeprefix("Value error, ")
+        got = e.get("input")
+        where = f"field {loc}" if loc else "spec"
+        shown = "" if e["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        lines.append(f"{where}: {msg}{shown}")
+    head = f"{source}: " if len(lines) == 1 else f"{source}: {len(lines)} problems\n  "
+    return head + "\n  ".join(lines)
+
+
+def _is_union_tag(p: Any) -> bool:
+    """pydantic puts the chosen union member (``median``, ``function-before[...]``) into the
+    location; those are not field names."""
+    return isinstance(p, str) and (p in PRUNERS or p.startswith("function-"))
+
+
+def parse_spec(data: Any, *, source: str = "spec") -> StudySpec:
+    """Validate a plain mapping into a `StudySpec`; a `SpecError` on any problem."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a spec must be a mapping of fields (name, dataset, space, ...), got {type(data).__name__}")
+    try:
+        return StudySpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(format_errors(e, source)) from None
+
+
+def load_spec(path: str | os.PathLike[str]) -> StudySpec:
+    """Read and validate a YAML spec file (``yaml.safe_load``: no arbitrary objects)."""
+    path = os.fspath(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise SpecError(f"spec file {path!r} does not exist") from None
+    except IsADirectoryError:
+        raise SpecError(f"spec {path!r} is a directory, not a YAML file") from None
+    except yaml.YAMLError as e:
+        raise SpecError(f"{path}: not valid YAML ({e})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"{path}: cannot read ({e})") from None
+    return parse_spec(data, source=path)
