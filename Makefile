@@ -13,7 +13,7 @@ $(BIN)/python:
 # Runs a real study locally (embedded Ray, Optuna file storage, sqlite:///mlflow.db).
 study: $(BIN)/python
 	$(BIN)/pip install -q -e .
-	$(BIN)/python -m trainers --dataset digits --epochs 10 --depth 2 --width 64 --optimizer adam --lr 0.003
+	$(BIN)/study launch $(SPEC)
 
 # Installs what the tests need (torch as its CPU build, first) and runs the whole suite.
 # pytest's exit code 5 (no tests ran) fails this target like any other failure.
