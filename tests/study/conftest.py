@@ -8,6 +8,7 @@ process stops the cluster (never `ray stop`, which would stop other users' clust
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -20,6 +21,12 @@ from pathlib import Path
 import pytest
 
 BIN = Path(sys.executable).parent
+
+# The test cluster's own Ray auth token, for this process and the subprocess drivers it
+# starts; never the shared ~/.ray/auth_token, which other clusters on the machine may
+# rewrite. Ray reads these when it is imported, so they are set before any test imports it.
+if os.environ.setdefault("RAY_AUTH_MODE", "token") == "token" and "RAY_AUTH_TOKEN_PATH" not in os.environ:
+    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 
 TINY_SPACE = """\
 name: tiny
@@ -103,14 +110,14 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             break
         except Exception:
             if time.monotonic() > deadline:
-                head.kill()
+                os.killpg(head.pid, signal.SIGKILL)
                 raise
             time.sleep(1)
     try:
         yield address
     finally:
         ray.shutdown()
-        os.killpg(head.pid, signal.SIGTERM)
+        head.terminate()  # `ray start --block` stops the processes it started
         try:
             head.wait(30)
         except subprocess.TimeoutExpired:
