@@ -1,0 +1,148 @@
+"""study.load on a real small study (Optuna journal + MLflow SQLite, in-process executor):
+best_trials, trials, curves, importance, report with its artifacts in MLflow."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import study
+from study import engine
+from study.executors import InProcessExecutor
+from study.spec import parse_spec
+
+SPACE = """\
+name: query-test
+description: Depth, dropout and optimizer on a small net, for the query tests.
+fixed: {width: 16, batch_size: 32, epochs: 4}
+parameters:
+  depth: {int: [1, 3]}
+  dropout: {float: [0.0, 0.5]}
+  optimizer: {choices: [sgd, adam]}
+  lr: {float: [1.0e-3, 0.1], log: true}
+"""
+
+
+def _in_process(prep: engine.Prepared):
+    return InProcessExecutor(prep.data, slots=2), lambda: None
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    d = tmp_path_factory.mktemp("query")
+    (d / "space.yaml").write_text(SPACE)
+    raw = {
+        "name": "q",
+        "dataset": "digits",
+        "space": str(d / "space.yaml"),
+        "trials": 8,
+        "concurrency": 2,
+        "pruner": "none",
+        "sampler": {"name": "random", "seed": 1},
+        "storage": f"journal:{d / 'optuna.journal'}",
+        "tracking_uri": f"sqlite:///{d / 'mlflow.db'}",
+    }
+    prep = engine.prepare(parse_spec(raw, source="test"))
+    result = engine.run(prep, executor=_in_process, say=lambda m: None, flush_seconds=0.0)
+    assert result.finished
+    return {"storage": raw["storage"], "dir": str(d)}
+
+
+@pytest.fixture
+def handle(finished):
+    return study.load("q", storage=finished["storage"])
+
+
+def test_trials_have_state_reason_config_and_run(handle) -> None:
+    df = handle.trials()
+    assert len(df) == 8 and set(df["state"]) == {"COMPLETE"}
+    assert set(df["stop_reason"]) <= {"completed", "early_stopped"}
+    assert df["value"].is_monotonic_increasing  # best first (val_loss is minimized)
+    for col in (
+        "depth",
+        "dropout",
+        "optimizer",
+        "lr",
+        "width",
+        "best_epoch",
+        "stopped_epoch",
+        "gap_at_best",
+        "n_params",
+        "run_id",
+    ):
+        assert df[col].notna().all(), col
+    assert set(df["width"]) == {16} and df["depth"].isin([1, 2, 3]).all()
+    assert {"depth", "dropout", "optimizer", "lr"} <= set(df.attrs["hyperparameters"])
+    assert "width" not in df.attrs["hyperparameters"]  # fixed, not searched
+    # n_params is the trained network's: 64 inputs, depth x 16, 10 classes
+    for _, r in df.iterrows():
+        sizes = [64] + [16] * int(r["depth"]) + [10]
+        assert r["n_params"] == sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+
+
+def test_best_trials_filters_and_ranks(handle) -> None:
+    all_ = handle.trials()
+    best = handle.best_trials(k=3)
+    assert best["number"].tolist() == all_["number"].head(3).tolist()
+    adam = handle.best_trials(k=10, where="optimizer == 'adam' and gap_at_best < 10")
+    assert len(adam) == int((all_["optimizer"] == "adam").sum()) and (adam["optimizer"] == "adam").all()
+    with pytest.raises(ValueError, match="where 'nope >"):
+        handle.best_trials(where="nope > 1")
+
+
+def test_curves_have_one_row_per_epoch_and_match_the_objective(handle) -> None:
+    trials = handle.trials()
+    curves = handle.curves(trials.head(3))
+    assert set(curves["trial"]) == set(trials["number"].head(3))
+    for _, t in trials.head(3).iterrows():
+        c = curves[curves["trial"] == t["number"]]
+        assert c["epoch"].tolist() == list(range(1, int(t["stopped_epoch"]) + 1))
+        at_best = c[c["epoch"] == t["best_epoch"]].iloc[0]
+        assert at_best["val_loss"] == pytest.approx(t["value"])  # scope best: the objective
+        assert at_best["val_loss"] - at_best["train_loss"] == pytest.approx(t["gap_at_best"])
+    assert {"grad_norm_0", "weight_norm_0", "lr", "val_acc", "train_acc"} <= set(curves.columns)
+
+
+def test_scope_last_ranks_by_the_last_epoch(handle) -> None:
+    trials = handle.trials()
+    curves = handle.curves()
+    last = curves.sort_values("epoch").groupby("trial").tail(1).set_index("trial")["val_loss"]
+    got = handle.best_trials(k=8, scope="last")
+    assert got["value"].tolist() == pytest.approx(sorted(last[trials["number"]].tolist()))
+
+
+def test_importance_for_objective_and_curve_targets(handle) -> None:
+    imp = handle.importance()
+    assert set(imp) == {"depth", "dropout", "optimizer", "lr"}
+    assert math.isclose(sum(imp.values()), 1.0, rel_tol=1e-6)
+    gap = handle.importance(target="gap_at_best")
+    assert set(gap) == set(imp)
+    with pytest.raises(ValueError, match="target must be"):
+        handle.importance(target="nope")
+
+
+def test_report_is_written_and_logged_to_the_parent_run(handle, finished) -> None:
+    out = Path(finished["dir"]) / "r.html"
+    rep = handle.report(str(out))
+    assert out.is_file() and len(rep.figures) >= 4
+    for p in rep.figures:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+    arts = {a.path for a in handle.client.list_artifacts(handle.parent_run_id, "report")}
+    assert "report/r.html" in arts
+    figs = {a.path for a in handle.client.list_artifacts(handle.parent_run_id, "report/figures")}
+    assert {f"report/figures/{p.name}" for p in rep.figures} == figs
+
+
+def test_unknown_study_is_a_clear_error(finished) -> None:
+    from study.spec import SpecError
+
+    with pytest.raises(SpecError, match="no study 'nope'"):
+        study.load("nope", storage=finished["storage"])
+
+
+def test_trials_frame_is_a_dataframe(handle) -> None:
+    assert isinstance(handle.trials(states=["FAIL"]), pd.DataFrame)
+    assert handle.trials(states=["FAIL"]).empty
