@@ -6,6 +6,9 @@
     study status NAME      [--storage URL]
     study spaces
     study space show NAME
+    study best NAME        [-k 5] [--where EXPR] [--scope best|last] [--json]
+    study report NAME      [--output PATH]
+    study ui [NAME]        [--port 5000] [--host 127.0.0.1]
 
 Exit codes: 0 done, 2 bad input (one message, nothing written), 130 interrupted (resumable
 with `study resume NAME`).
@@ -48,6 +51,9 @@ def parser() -> argparse.ArgumentParser:
     space_sub = space.add_subparsers(dest="space_command", required=True)
     show = space_sub.add_parser("show", help="print a space: its question, fixed values and parameters")
     show.add_argument("name", help="built-in name, YAML path or module:function")
+    from study.cli_query import add_commands
+
+    add_commands(sub)  # best, report, ui
     return p
 
 
@@ -60,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(args)
         if args.command == "spaces":
             return _spaces()
+        if args.command in ("best", "report", "ui"):
+            from study.cli_query import run_command
+
+            return run_command(args)
         return _space_show(args.name)
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)

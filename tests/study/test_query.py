@@ -4,6 +4,7 @@ best_trials, trials, curves, importance, report with its artifacts in MLflow."""
 from __future__ import annotations
 
 import math
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -146,3 +147,101 @@ def test_unknown_study_is_a_clear_error(finished) -> None:
 def test_trials_frame_is_a_dataframe(handle) -> None:
     assert isinstance(handle.trials(states=["FAIL"]), pd.DataFrame)
     assert handle.trials(states=["FAIL"]).empty
+
+
+# -- the CLI, as a user runs it ------------------------------------------------------------
+STUDY = str(Path(__import__("sys").executable).parent / "study")
+
+
+def _study(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([STUDY, *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def test_cli_best_table_and_json(finished, handle) -> None:
+    import json
+
+    p = _study("best", "q", "--storage", finished["storage"], "-k", "3")
+    assert p.returncode == 0, p.stderr
+    assert "q: best 3 by val_loss" in p.stdout and "optimizer" in p.stdout
+    p = _study("best", "q", "--storage", finished["storage"], "-k", "2", "--json", "--where", "optimizer == 'sgd'")
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout)
+    want = handle.best_trials(k=2, where="optimizer == 'sgd'")
+    assert [r["number"] for r in rows] == want["number"].tolist()
+    assert all(r["optimizer"] == "sgd" and r["run_id"] for r in rows)
+
+
+def test_cli_bad_input_exits_2_with_one_message(finished) -> None:
+    for args, text in [
+        (("best", "q", "--storage", finished["storage"], "--where", "nope > 1"), "where 'nope > 1'"),
+        (("best", "missing", "--storage", finished["storage"]), "no study 'missing'"),
+        (("best", "q", "--storage", finished["storage"], "-k", "0"), "-k must be >= 1"),
+        (("report", "q", "--storage", finished["dir"] + "/none.journal"), "none.journal"),
+    ]:
+        p = _study(*args)
+        assert p.returncode == 2, (args, p.stdout, p.stderr)
+        assert text in p.stderr and "Traceback" not in p.stderr and p.stderr.count("\n") == 1
+
+
+def test_cli_report(finished, tmp_path) -> None:
+    p = _study("report", "q", "--storage", finished["storage"], "--output", str(tmp_path / "rep.html"))
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "rep.html").stat().st_size > 50_000 and "logged to MLflow run" in p.stdout
+
+
+def test_cli_ui_serves_the_study_over_the_real_rest_api(finished, handle) -> None:
+    """`study ui` starts a real MLflow server on localhost: the experiment, the nested trial
+    runs and their per-epoch metric histories are all readable over its REST API."""
+    import json
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [STUDY, "ui", "q", "--storage", finished["storage"], "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert base in proc.stdout.readline()
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.5)
+
+        def get(path: str) -> dict:
+            with urllib.request.urlopen(base + path, timeout=10) as r:
+                return json.loads(r.read())
+
+        def post(path: str, body: dict) -> dict:
+            req = urllib.request.Request(base + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return json.loads(r.read())
+
+        exp = get("/api/2.0/mlflow/experiments/get-by-name?experiment_name=q")["experiment"]
+        runs = post("/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 100})["runs"]
+        children = [r for r in runs if any(t["key"] == "mlflow.parentRunId" for t in r["data"].get("tags", []))]
+        assert len(children) == 8 and len(runs) == 9  # eight trials nested under the study's run
+        trials = handle.trials().set_index("run_id")
+        for r in children[:3]:
+            rid = r["info"]["run_id"]
+            hist = get(f"/api/2.0/mlflow/metrics/get-history?run_id={rid}&metric_key=val_loss")["metrics"]
+            assert sorted(m["step"] for m in hist) == list(range(1, int(trials.loc[rid, "stopped_epoch"]) + 1))
+            assert r["info"]["status"] == "FINISHED"
+    finally:
+        import os
+
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
