@@ -60,6 +60,7 @@ def script_env(state: Path, **settings: Any) -> dict[str, str]:
     """os.environ plus the infra/local settings for one state folder, without a caller's Ray/MLflow targets."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH", "MLFLOW_TRACKING"))}
     env["HPSTUDY_LOCAL_STATE"] = str(state)
+    env["HPSTUDY_STOP_GRACE"] = "2"  # tests need no graceful Ray shutdown; keeps teardown quick
     if VENV_BIN.is_dir():
         env["HPSTUDY_PYTHON_BIN"] = str(VENV_BIN)
     env.update({k: str(v) for k, v in settings.items()})
