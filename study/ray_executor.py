@@ -35,8 +35,8 @@ def start_ray(address: str | None = None, *, threads: int = 1) -> bool:
     common: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR, "runtime_env": env}
     if address:
         ray.init(address=address, **common)
-    else:
-        ray.init(include_dashboard=False, **common)
+    else:  # "local": always a new instance, never one another `ray start` left in /tmp/ray
+        ray.init(address="local", include_dashboard=False, **common)
     return True
 
 
