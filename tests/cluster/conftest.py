@@ -237,6 +237,22 @@ class RayCluster:
         """Kill a worker node abruptly (SIGKILL to its raylet and workers), as a machine loss would."""
         self.cluster.remove_node(node, allow_graceful=False)
 
+    def replace_node(self, node: Any) -> Any:
+        """Kill `node` (if still alive) and start a worker with the same CPUs and GPUs in its place.
+
+        Updates ``cpu_worker`` / ``gpu_worker`` when it was one of them, so later tests of the session
+        see the same cluster shape. Returns the new Node.
+        """
+        params = node._ray_params
+        if node in self.cluster.worker_nodes:
+            self.kill_node(node)
+        new = self.add_worker(num_cpus=params.num_cpus, num_gpus=params.num_gpus or 0)
+        if node is self.cpu_worker:
+            self.cpu_worker = new
+        if node is self.gpu_worker:
+            self.gpu_worker = new
+        return new
+
 
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
 
@@ -249,7 +265,14 @@ def ray_cluster() -> Iterator[RayCluster]:
     cluster = Cluster(
         initialize_head=True,
         connect=False,
-        head_node_args={"num_cpus": 1, "num_gpus": 0, "object_store_memory": OBJECT_STORE_BYTES, "include_dashboard": False},
+        head_node_args={
+            "num_cpus": 1,
+            "num_gpus": 0,
+            "object_store_memory": OBJECT_STORE_BYTES,
+            "include_dashboard": False,
+            # A killed node is declared dead after ~5 s instead of Ray's default ~15 s (3 s x 5 checks).
+            "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 5},
+        },
     )
     try:
         cpu_worker = cluster.add_node(num_cpus=2, num_gpus=0, object_store_memory=OBJECT_STORE_BYTES)

@@ -75,6 +75,21 @@ def test_mlflow_server_records_over_rest_into_postgres_and_serves_artifacts(mlfl
     conn.close()
 
 
+def test_mlflow_server_stop_and_start_keep_the_store(mlflow_server):
+    """What an outage test needs: the server goes away completely and comes back with its data."""
+    from mlflow.tracking import MlflowClient
+
+    name = f"outage-{uuid.uuid4().hex[:8]}"
+    experiment_id = MlflowClient(tracking_uri=mlflow_server.uri).create_experiment(name)
+    mlflow_server.stop()
+    try:
+        assert not mlflow_server.is_up()
+    finally:
+        mlflow_server.start()
+    assert mlflow_server.is_up()
+    assert MlflowClient(tracking_uri=mlflow_server.uri).get_experiment_by_name(name).experiment_id == experiment_id
+
+
 def test_mlflow_server_rejects_a_foreign_host_header(mlflow_server):
     """--allowed-hosts is set: a DNS-rebinding style Host header is refused, the real one is not."""
     parts = urlsplit(mlflow_server.uri)
@@ -120,5 +135,42 @@ def test_ray_cluster_places_gpu_tasks_only_on_the_gpu_node(ray_cluster):
         ready, _ = ray.wait([impossible], timeout=2)
         assert ready == []
         ray.cancel(impossible, force=True)
+    finally:
+        ray.shutdown()
+
+
+def test_ray_cluster_kill_node_mid_task_and_replace_it(ray_cluster, tmp_path):
+    """A task running on a killed node is retried on another; replace_node restores the cluster's shape."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    killed = ray_cluster.cpu_worker
+    started = tmp_path / "started"
+    ray.init(address=ray_cluster.address, log_to_driver=False)
+    try:
+
+        @ray.remote(num_cpus=1, max_retries=2)
+        def long_task(flag: str) -> str:
+            with open(flag, "a") as f:
+                f.write(ray.get_runtime_context().get_node_id() + "\n")
+            time.sleep(2)
+            return ray.get_runtime_context().get_node_id()
+
+        ref = long_task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(killed.node_id, soft=True)).remote(
+            str(started)
+        )
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert started.read_text().split() == [killed.node_id]
+        ray_cluster.kill_node(killed)
+        finished_on = ray.get(ref, timeout=120)
+        assert finished_on != killed.node_id
+        assert started.read_text().split() == [killed.node_id, finished_on]  # ran twice: once killed, once retried
+
+        new = ray_cluster.replace_node(killed)
+        assert ray_cluster.cpu_worker is new and new.node_id != killed.node_id
+        alive = [n for n in ray.nodes() if n["Alive"]]
+        assert len(alive) == 3 and ray.cluster_resources()["CPU"] == 5
     finally:
         ray.shutdown()

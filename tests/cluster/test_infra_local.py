@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -132,7 +133,24 @@ def test_ray_refuses_a_client_without_the_token(local):
     probe = "import ray; ray.init(log_to_driver=False); print('connected', len(ray.nodes()))"
     proc = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "connected" not in proc.stdout
-    assert "auth" in proc.stderr.lower() or "token" in proc.stderr.lower(), proc.stderr[-2000:]
+    assert "AuthenticationError" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_ray_jobs_api_needs_the_token(local):
+    """The Jobs API runs arbitrary code: without the bearer token it answers 401/403."""
+    url = local.values["HPSTUDY_RAY_DASHBOARD"] + "/api/jobs/"
+    token = Path(local.values["RAY_AUTH_TOKEN_PATH"]).read_text().strip()
+
+    def status(headers: dict[str, str]) -> int:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as resp:
+                return resp.status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    assert status({}) == 401
+    assert status({"Authorization": "Bearer " + "0" * 48}) == 403
+    assert status({"Authorization": "Bearer " + token}) == 200
 
 
 def test_dashboard_postgres_and_mlflow_listen_on_loopback_only(local):
