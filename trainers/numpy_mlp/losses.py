@@ -36,11 +36,23 @@ def loss_value(name: str, z: np.ndarray, y: np.ndarray) -> float:
     return float(np.square(p).sum(dtype=np.float64))
 
 
+_ROWS: dict[int, np.ndarray] = {}
+
+
+def _rows(n: int) -> np.ndarray:
+    rows = _ROWS.get(n)
+    if rows is None:
+        rows = _ROWS[n] = np.arange(n)
+    return rows
+
+
 def loss_and_grad(name: str, z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    """Mean loss over the batch and ``dL/dz`` (same shape and dtype as `z`)."""
+    """Mean loss over the batch and ``dL/dz`` (same shape and dtype as `z`). Overwrites `z`
+    (the gradient is computed in its buffer)."""
     n = len(y)
-    rows = np.arange(n)
-    p = z - z.max(axis=1, keepdims=True)
+    rows = _rows(n)
+    p = z
+    p -= z.max(axis=1, keepdims=True)
     picked = p[rows, y]
     np.exp(p, out=p)
     total = p.sum(axis=1, keepdims=True)

@@ -123,7 +123,12 @@ class MLP:
             np.add.reduce(dz, axis=0, out=self.gb[i])
             if i == 0:
                 break
-            da = dz @ self.W[i].T
+            W = self.W[i]
+            if 8 * len(dz) <= W.shape[1] and W.shape[0] >= 128:
+                # small batch, wide layer: OpenBLAS's NN kernel beats its NT one by ~25% here
+                da = np.ascontiguousarray((W @ dz.T).T)
+            else:
+                da = dz @ W.T
             _, _, h, arg = self._cache[i - 1]
             if mask is not None:  # dropout applied to this layer's input
                 da *= mask
