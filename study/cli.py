@@ -21,6 +21,7 @@ import sys
 from collections.abc import Sequence
 
 from study.spec import SpecError
+from study.tracking import TrackingFailure
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -74,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except TrackingFailure as e:
+        print(f"error: {e}\nThe study stopped; once MLflow works again, continue it with `study resume NAME`.", file=sys.stderr)
+        return 1
 
 
 def _run(args: argparse.Namespace) -> int:

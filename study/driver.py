@@ -11,9 +11,11 @@ records, a `Listener` displays. For every event:
 - ``end``: tell Optuna COMPLETE with the objective value(s), or FAIL for a diverged run;
 - ``error`` / ``died``: FAIL as failed / worker_died (the latter re-enqueued).
 
-At the end of each trial MLflow is written first (last metrics, tags, run status), then
-Optuna is told: a driver killed between the two leaves the trial RUNNING in Optuna, and
-``study resume`` re-runs it and corrects the MLflow run.
+At the end of each trial the MLflow writes (last metrics, tags, run status) are handed to
+the tracker first, then Optuna is told. With `TrackerProcess` the writes are done by the
+driver's writer process, which finishes everything it was handed even if the driver is
+killed; a driver killed before telling Optuna leaves the trial RUNNING there, and
+``study resume`` re-runs it and corrects its MLflow run.
 
 Ctrl-C (SIGINT) or SIGTERM asks the loop to stop: running trials are cancelled and recorded
 as interrupted (re-enqueued for a resume); a second Ctrl-C stops at once.
@@ -77,7 +79,7 @@ class Driver:
         self.decisions = decisions
         self.spec = decisions.spec
         self.executor = executor
-        self.tracker = tracker
+        self.tracker = tracker  # a Tracker or a TrackerProcess
         self.concurrency = concurrency
         self.listener = listener or Listener()
         self.tick = tick

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,11 +25,13 @@ from study.driver import Driver, Listener
 from study.executors import Executor
 from study.outcomes import mlflow_status
 from study.spec import SpecError, StudySpec, parse_spec
+from study.tracking_process import TrackerProcess
 from trainers import DataError, Dataset, load_dataset
 
 SPEC_ATTR = "hpstudy.spec"
 PARENT_ATTR = "hpstudy.mlflow_parent_run_id"
 DRIVER_ATTR = "hpstudy.driver"
+UID_ATTR = "hpstudy.uid"  # also a tag of the MLflow parent run, which it finds on resume
 #: Fields that may differ between a launch and the study already stored under its name.
 RUN_FIELDS = ("trials", "concurrency", "storage", "tracking_uri")
 
@@ -163,6 +166,7 @@ def open_study(prep: Prepared, *, resume: bool) -> tuple[optuna.Study, bool]:
             directions=spec.directions,
         )
         study.set_user_attr(SPEC_ATTR, _spec_record(spec))
+        study.set_user_attr(UID_ATTR, uuid.uuid4().hex)
         for params in spec.enqueue:
             study.enqueue_trial(params, user_attrs={"enqueued": True})
     else:
@@ -183,7 +187,7 @@ def open_study(prep: Prepared, *, resume: bool) -> tuple[optuna.Study, bool]:
     return study, not exists
 
 
-def reconcile_tracking(study: optuna.Study, tracker: tracking.Tracker) -> int:
+def reconcile_tracking(study: optuna.Study, tracker: tracking.Tracker | TrackerProcess) -> int:
     """Make every trial's MLflow run agree with Optuna: runs left RUNNING get their trial's
     state and stop reason; finished trials without a run get one. Returns runs fixed."""
     runs = tracker.trial_runs()
@@ -197,8 +201,8 @@ def reconcile_tracking(study: optuna.Study, tracker: tracking.Tracker) -> int:
             tracker.start_trial(t.number, dict(t.params), {})
             tracker.end_trial(t.number, t.state.name, mlflow_status(t.state), tags, {})
             fixed += 1
-        elif run.info.status in ("RUNNING", "SCHEDULED") or run.data.tags.get("state") != t.state.name:
-            tracker.fix_run(run.info.run_id, t.state.name, mlflow_status(t.state), tags)
+        elif run["status"] in ("RUNNING", "SCHEDULED") or run["state"] != t.state.name:
+            tracker.fix_run(run["run_id"], t.state.name, mlflow_status(t.state), tags)
             fixed += 1
     return fixed
 
@@ -251,11 +255,34 @@ def run(
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     spec = prep.spec
     study, is_new = open_study(prep, resume=resume)
-    tracker = tracking.Tracker(spec.tracking_uri, flush_seconds=flush_seconds)
+
+    def keep_parent(run_id: str) -> None:
+        if study.user_attrs.get(PARENT_ATTR) != run_id:
+            study.set_user_attr(PARENT_ATTR, run_id)
+
+    tracker = TrackerProcess(spec.tracking_uri, flush_seconds=flush_seconds, on_parent=keep_parent)
+    try:
+        return _drive(prep, study, is_new, tracker, executor=executor, listener=listener, say=say)
+    finally:
+        tracker.close()
+
+
+def _drive(
+    prep: Prepared,
+    study: optuna.Study,
+    is_new: bool,
+    tracker: TrackerProcess,
+    *,
+    executor: ExecutorFactory | None,
+    listener: Listener | None,
+    say: Callable[[str], None],
+) -> RunResult:
+    spec = prep.spec
     record = _spec_record(spec)
-    parent = tracker.start_study(spec.name, record, yaml.safe_dump(record, sort_keys=False), study.user_attrs.get(PARENT_ATTR))
-    if study.user_attrs.get(PARENT_ATTR) != parent:
-        study.set_user_attr(PARENT_ATTR, parent)
+    attrs = study.user_attrs
+    tracker.start_study(
+        spec.name, record, yaml.safe_dump(record, sort_keys=False), attrs.get(PARENT_ATTR), attrs.get(UID_ATTR, "")
+    )
     decisions = Decisions(study, spec, prep.space, prep.data.n_features, prep.data.n_classes)
     if not is_new:
         left = decisions.reconcile()

@@ -18,6 +18,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayError, RayTaskError, TaskCancelledError
 
+from study.executors import TrialFn
 from study.worker import Event, trial_events
 from trainers import Dataset, TrainConfig
 
@@ -45,13 +46,27 @@ def _run_trial(config: TrainConfig, data: Dataset, backend: str, device: str, th
     yield from trial_events(config, data, backend=backend, device=device, threads=threads)
 
 
+@ray.remote(max_retries=0)
+def _run_fn(fn: TrialFn, number: int, config: TrainConfig, data: Dataset) -> Any:
+    yield from fn(number, config, data)
+
+
 class RayExecutor:
-    """Runs each trial as a `_run_trial` streaming task with the spec's resources."""
+    """Runs each trial as a `_run_trial` streaming task with the spec's resources.
+    `trial_fn(number, config, data)` replaces the trainer (benchmarks: trivial trials)."""
 
     def __init__(
-        self, data: Dataset, *, backend: str = "numpy", device: str = "cpu", cpus: float = 1.0, gpus: float = 0.0
+        self,
+        data: Dataset,
+        *,
+        backend: str = "numpy",
+        device: str = "cpu",
+        cpus: float = 1.0,
+        gpus: float = 0.0,
+        trial_fn: TrialFn | None = None,
     ) -> None:
         self.data_ref = ray.put(data)
+        self.trial_fn = trial_fn
         self.backend = backend
         self.device = device
         self.cpus = cpus
@@ -68,8 +83,11 @@ class RayExecutor:
         return max(1, slots)
 
     def submit(self, number: int, config: TrainConfig) -> None:
-        task = _run_trial.options(num_cpus=self.cpus, num_gpus=self.gpus, name=f"trial-{number}")
-        gen = task.remote(config, self.data_ref, self.backend, self.device, self.threads)
+        opts = {"num_cpus": self.cpus, "num_gpus": self.gpus, "name": f"trial-{number}"}
+        if self.trial_fn is not None:
+            gen = _run_fn.options(**opts).remote(self.trial_fn, number, config, self.data_ref)
+        else:
+            gen = _run_trial.options(**opts).remote(config, self.data_ref, self.backend, self.device, self.threads)
         self.streams[number] = gen
 
     def poll(self, timeout: float) -> list[Event]:

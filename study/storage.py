@@ -27,6 +27,7 @@ from study.spec import SpecError
 
 DEFAULT_DIR = ".hpstudy"
 DEFAULT_URL = f"journal:{DEFAULT_DIR}/optuna.journal"
+LOCK_GRACE_SECONDS = 5
 RDB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg2", "mysql", "mysql+pymysql")
 ALLOWED = "journal:PATH, a .journal/.db file path, sqlite:///PATH, postgresql://USER:PASS@HOST/DB or mysql://..."
 
@@ -131,12 +132,15 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
     """Open the storage at `url` (resolved), creating the file or tables if needed."""
     url = resolve(url)
     if _scheme(url) == "journal":
-        from optuna.storages.journal import JournalFileBackend
+        from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
         path = _journal_path(url)
         if url == DEFAULT_URL:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(path))
+        # a write holds the lock for about a millisecond, so a lock unchanged for 5 s was left
+        # by a killed driver (Optuna's default waits 30 s before breaking it)
+        lock = JournalFileSymlinkLock(path, grace_period=LOCK_GRACE_SECONDS)
+        return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=lock))
     return optuna.storages.RDBStorage(url)
 
 

@@ -34,6 +34,10 @@ class TrackingError(SpecError):
     """A bad or unreachable tracking URI."""
 
 
+class TrackingFailure(RuntimeError):
+    """MLflow failed while the study ran (the study stops and can be resumed)."""
+
+
 def check(uri: str) -> str:
     """Validate a tracking URI without creating anything."""
     shown = mask(uri)
@@ -112,8 +116,12 @@ class Tracker:
         self._last_flush = time.monotonic()
 
     # -- study --------------------------------------------------------------------------
-    def start_study(self, name: str, spec: dict[str, Any], spec_yaml: str, parent_run_id: str | None = None) -> str:
-        """Create (or reopen, on resume) the experiment and the study's parent run."""
+    def start_study(
+        self, name: str, spec: dict[str, Any], spec_yaml: str, parent_run_id: str | None = None, uid: str = ""
+    ) -> str:
+        """Create (or reopen, on resume) the experiment and the study's parent run. The
+        parent is tagged ``hpstudy.study_uid``, so a resume finds it even if the driver died
+        before recording its id in Optuna."""
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
             self.experiment_id = self.client.create_experiment(name, tags={"hpstudy.study": name})
@@ -121,12 +129,17 @@ class Tracker:
             if exp.lifecycle_stage == "deleted":
                 self.client.restore_experiment(exp.experiment_id)
             self.experiment_id = exp.experiment_id
+        if not parent_run_id and uid:
+            found = self.client.search_runs(
+                [self.experiment_id], filter_string=f"tags.`hpstudy.study_uid` = '{uid}'", max_results=1
+            )
+            parent_run_id = found[0].info.run_id if found else None
         if parent_run_id:
             self.parent_id = parent_run_id
             self.client.update_run(parent_run_id, status="RUNNING")
             self.client.set_tag(parent_run_id, "resumed_at", time.strftime("%Y-%m-%dT%H:%M:%S"))
             return parent_run_id
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={"hpstudy.role": "study"})
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={"hpstudy.role": "study", "hpstudy.study_uid": uid})
         self.parent_id = run.info.run_id
         self._queue_params(self.parent_id, flatten(spec))
         self.client.log_text(self.parent_id, spec_yaml, "spec.yaml")
@@ -164,6 +177,9 @@ class Tracker:
         self._flush_run(run_id)
         self.client.set_terminated(run_id, status=status)
 
+    def close(self) -> None:
+        """Nothing to release in-process (`TrackerProcess` stops its writer)."""
+
     # -- batching -----------------------------------------------------------------------
     def _queue_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
@@ -197,9 +213,10 @@ class Tracker:
             self.client.log_batch(run_id, metrics=m, params=p, tags=t)
 
     # -- reconciliation -----------------------------------------------------------------
-    def trial_runs(self) -> dict[int, Any]:
-        """Every child run of the current parent, by trial number (paged search)."""
-        out: dict[int, Any] = {}
+    def trial_runs(self) -> dict[int, dict[str, str]]:
+        """Every child run of the current parent by trial number: its run id, status and
+        ``state`` tag (paged search)."""
+        out: dict[int, dict[str, str]] = {}
         token = None
         while True:
             page = self.client.search_runs(
@@ -211,7 +228,11 @@ class Tracker:
             for run in page:
                 number = run.data.tags.get("trial_number")
                 if number is not None and number.isdigit():
-                    out[int(number)] = run
+                    out[int(number)] = {
+                        "run_id": run.info.run_id,
+                        "status": run.info.status,
+                        "state": run.data.tags.get("state", ""),
+                    }
             token = page.token
             if not token:
                 return out

@@ -197,6 +197,18 @@ def _wait_running(workdir: Path, proc: subprocess.Popen, min_done: int) -> None:
     raise AssertionError("the driver never had a trial running")
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
 def test_sigkilled_driver_then_resume(ray_address: str, workdir: Path, tiny_spec: Any, study_cli: str) -> None:
     spec = _spec_file(workdir, tiny_spec, trials=5)
     proc = subprocess.Popen(
@@ -206,8 +218,14 @@ def test_sigkilled_driver_then_resume(ray_address: str, workdir: Path, tiny_spec
         stderr=subprocess.STDOUT,
     )
     _wait_running(workdir, proc, min_done=1)
+    writer = _children(proc.pid)  # the driver's MLflow writer process
+    assert writer
     proc.kill()
     proc.wait(30)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in writer) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in writer if Path(f"/proc/{pid}").exists()], "the MLflow writer outlived its killed driver"
     left = [
         t.number
         for t in optuna.load_study(study_name="tiny-study", storage=journal(workdir)).get_trials()

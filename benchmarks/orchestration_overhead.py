@@ -1,0 +1,224 @@
+"""What the study engine itself costs per trial, next to Ray Tune and to plain Optuna.
+
+Every system runs the same trivial trial (10 epochs of near-zero work, each epoch's record
+of 12 metrics reported) for `--trials` trials at concurrency 2, with the same sampler
+(Optuna's RandomSampler, so the sampler's own cost is the same everywhere and small):
+
+- ``hpstudy``: `study.engine.run` on a local Ray, trials as Ray streaming tasks, Optuna
+  journal storage, every epoch recorded in MLflow (SQLite), one MLflow run per trial;
+- ``hpstudy+sqlite``: the same with Optuna's SQLite storage (why the journal is the default);
+- ``ray-tune``: `Tuner` with `OptunaSearch` and `MLflowLoggerCallback` (SQLite), a function
+  trainable calling `tune.report` every epoch (needs the `bench` extra: ray[tune]);
+- ``optuna+sqlite``: plain `study.optimize(n_jobs=2)` in-process with SQLite storage, which
+  reports every epoch to Optuna and records nothing in MLflow.
+
+Ray is started once, and every MLflow database is created (migrated) before the clock
+starts; each timing is the wall time of one whole study. Prints the median ms per trial of
+`--repeats` runs and the ratios. Targets (issue 5): hpstudy <= 1/10 of Ray Tune's cost
+and <= plain Optuna with SQLite.
+
+    python benchmarks/orchestration_overhead.py [--trials 200] [--repeats 3] [--skip-tune]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+EPOCHS = 10
+SPACE = """\
+name: bench
+description: One learning rate, for the overhead benchmark.
+fixed: {depth: 1, width: 4, epochs: 10}
+parameters:
+  lr: {float: [1.0e-3, 0.3], log: true}
+"""
+
+
+def record(epoch: int, lr: float) -> dict[str, float]:
+    """A record shaped like a depth-2 net's `EpochRecord.metrics()` (12 values)."""
+    v = 1.0 / (epoch * (1 + lr))
+    names = (
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "lr",
+        "grad_norm_0",
+        "grad_norm_1",
+        "grad_norm_2",
+        "weight_norm_0",
+        "weight_norm_1",
+        "weight_norm_2",
+        "seconds",
+    )
+    return {k: v + i * 1e-3 for i, k in enumerate(names)}
+
+
+def trivial_trial(number: int, config: Any, data: Any) -> Any:
+    """The study engine's trial: near-zero work, 10 epoch events, an end summary."""
+    yield ("start", {"pid": os.getpid()})
+    for epoch in range(1, EPOCHS + 1):
+        yield ("epoch", epoch, record(epoch, config.lr))
+    yield (
+        "end",
+        {
+            "stop_reason": "completed",
+            "best_epoch": EPOCHS,
+            "stopped_epoch": EPOCHS,
+            "n_params": 10,
+            "final": {},
+            "test_loss": None,
+            "test_acc": None,
+        },
+    )
+
+
+def empty_mlflow_db(path: Path) -> str:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{path}"
+    MlflowClient(uri).search_experiments()
+    return uri
+
+
+def run_hpstudy(work: Path, trials: int, storage: str) -> float:
+    from study import engine
+    from study.ray_executor import RayExecutor
+    from study.spec import parse_spec
+
+    (work / "bench.yaml").write_text(SPACE)
+    uri = empty_mlflow_db(work / "mlflow.db")
+    url = f"journal:{work / 'optuna.journal'}" if storage == "journal" else f"sqlite:///{work / 'optuna.db'}"
+    spec = parse_spec(
+        {
+            "name": "overhead",
+            "dataset": {"name": "gaussian_mixture", "args": {"n_samples": 100, "n_features": 4, "n_classes": 2}},
+            "space": str(work / "bench.yaml"),
+            "sampler": {"name": "random", "seed": 0},
+            "pruner": "none",
+            "trials": trials,
+            "concurrency": 2,
+            "storage": url,
+            "tracking_uri": uri,
+        }
+    )
+    prep = engine.prepare(spec)
+
+    def executor(p: engine.Prepared) -> Any:
+        ex = RayExecutor(p.data, trial_fn=trivial_trial)
+        return ex, ex.close
+
+    t0 = time.perf_counter()
+    result = engine.run(prep, executor=executor, say=lambda m: None)
+    dt = time.perf_counter() - t0
+    assert sum(t.state.is_finished() for t in result.study.trials) == trials
+    return dt
+
+
+def run_optuna(work: Path, trials: int) -> float:
+    storage = optuna.storages.RDBStorage(f"sqlite:///{work / 'optuna.db'}")
+    study = optuna.create_study(
+        study_name="overhead", storage=storage, sampler=optuna.samplers.RandomSampler(seed=0), pruner=optuna.pruners.NopPruner()
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        lr = trial.suggest_float("lr", 1e-3, 0.3, log=True)
+        for epoch in range(1, EPOCHS + 1):
+            trial.report(record(epoch, lr)["val_loss"], epoch)
+        return record(EPOCHS, lr)["val_loss"]
+
+    t0 = time.perf_counter()
+    study.optimize(objective, n_trials=trials, n_jobs=2)
+    return time.perf_counter() - t0
+
+
+def tune_trainable(config: dict[str, Any]) -> None:
+    from ray import tune
+
+    for epoch in range(1, EPOCHS + 1):
+        tune.report(record(epoch, config["lr"]))
+
+
+def run_tune(work: Path, trials: int) -> float:
+    from ray import tune
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+    from ray.tune.search.optuna import OptunaSearch
+
+    uri = empty_mlflow_db(work / "mlflow.db")
+    search = OptunaSearch(metric="val_loss", mode="min", sampler=optuna.samplers.RandomSampler(seed=0))
+    tuner = tune.Tuner(
+        tune_trainable,
+        param_space={"lr": tune.loguniform(1e-3, 0.3)},
+        tune_config=tune.TuneConfig(search_alg=search, num_samples=trials, max_concurrent_trials=2),
+        run_config=tune.RunConfig(
+            name="overhead",
+            storage_path=str(work / "tune"),
+            callbacks=[MLflowLoggerCallback(tracking_uri=uri, experiment_name="overhead", save_artifact=False)],
+            verbose=0,
+        ),
+    )
+    t0 = time.perf_counter()
+    results = tuner.fit()
+    dt = time.perf_counter() - t0
+    assert len(results) == trials and not results.errors
+    return dt
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--trials", type=int, default=200)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--skip-tune", action="store_true", help="leave Ray Tune out (it takes minutes)")
+    args = p.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+
+    from study.ray_executor import start_ray
+
+    start_ray(None)
+    systems = ["hpstudy", "hpstudy+sqlite", "optuna+sqlite"] + ([] if args.skip_tune else ["ray-tune"])
+    times: dict[str, list[float]] = {s: [] for s in systems}
+    for rep in range(args.repeats):
+        for name in systems:
+            with tempfile.TemporaryDirectory(prefix="hpbench-") as d:
+                work = Path(d)
+                if name == "hpstudy":
+                    dt = run_hpstudy(work, args.trials, "journal")
+                elif name == "hpstudy+sqlite":
+                    dt = run_hpstudy(work, args.trials, "sqlite")
+                elif name == "optuna+sqlite":
+                    dt = run_optuna(work, args.trials)
+                else:
+                    dt = run_tune(work, args.trials)
+            times[name].append(dt)
+            print(f"run {rep + 1}/{args.repeats} {name:>15}: {dt * 1000 / args.trials:8.1f} ms/trial", flush=True)
+
+    med = {k: statistics.median(v) * 1000 / args.trials for k, v in times.items()}
+    print(f"\n{args.trials} trials x {EPOCHS} epochs, concurrency 2, {os.cpu_count()} CPUs; median of {args.repeats} runs")
+    print(f"{'system':>15}  {'ms/trial':>9}  runs")
+    for k, v in med.items():
+        print(f"{k:>15}  {v:9.1f}  " + ", ".join(f"{x * 1000 / args.trials:.1f}" for x in times[k]))
+    ours = med["hpstudy"]
+    print(f"\nhpstudy / optuna+sqlite = {ours / med['optuna+sqlite']:.2f}  (target <= 1)")
+    print(f"hpstudy+sqlite / hpstudy = {med['hpstudy+sqlite'] / ours:.2f}  (the journal storage's saving)")
+    if "ray-tune" in med:
+        print(f"hpstudy / ray-tune       = {ours / med['ray-tune']:.3f}  (target <= 0.1)")
+
+
+if __name__ == "__main__":
+    main()
