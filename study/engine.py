@@ -250,8 +250,12 @@ def run(
     listener: Listener | None = None,
     say: Callable[[str], None] = print,
     flush_seconds: float = 2.0,
+    inline_tracking: bool = False,
 ) -> RunResult:
-    """Create or load the study and drive it to its target number of finished trials."""
+    """Create or load the study and drive it to its target number of finished trials.
+
+    MLflow is written by a `TrackerProcess`; ``inline_tracking`` writes from this thread
+    instead (unit tests: no second interpreter to start)."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     spec = prep.spec
     study, is_new = open_study(prep, resume=resume)
@@ -260,7 +264,11 @@ def run(
         if study.user_attrs.get(PARENT_ATTR) != run_id:
             study.set_user_attr(PARENT_ATTR, run_id)
 
-    tracker = TrackerProcess(spec.tracking_uri, flush_seconds=flush_seconds, on_parent=keep_parent)
+    if inline_tracking:
+        tracker: tracking.Tracker | TrackerProcess = tracking.Tracker(spec.tracking_uri, flush_seconds=flush_seconds)
+        tracker.on_parent = keep_parent
+    else:
+        tracker = TrackerProcess(spec.tracking_uri, flush_seconds=flush_seconds, on_parent=keep_parent)
     try:
         return _drive(prep, study, is_new, tracker, executor=executor, listener=listener, say=say)
     finally:
@@ -271,7 +279,7 @@ def _drive(
     prep: Prepared,
     study: optuna.Study,
     is_new: bool,
-    tracker: TrackerProcess,
+    tracker: tracking.Tracker | TrackerProcess,
     *,
     executor: ExecutorFactory | None,
     listener: Listener | None,

@@ -91,18 +91,18 @@ class RayExecutor:
         self.streams[number] = gen
 
     def poll(self, timeout: float) -> list[Event]:
+        """One event from every stream that has one ready, waiting up to `timeout` for the
+        first. Two `ray.wait` calls at most, whatever the number of trials in flight."""
         if not self.streams:
             return []
-        ready, _ = ray.wait(list(self.streams.values()), num_returns=1, timeout=timeout)
+        gens = list(self.streams.values())
+        ready, _ = ray.wait(gens, num_returns=len(gens), timeout=0)
         if not ready:
-            return []
-        first = {id(g) for g in ready}
+            ready, _ = ray.wait(gens, num_returns=1, timeout=timeout)
+        ready_ids = {id(g) for g in ready}
         events: list[Event] = []
         for number, gen in list(self.streams.items()):
-            # drain every stream with something ready, so fast epochs are not one per poll
-            must = id(gen) in first
-            while number in self.streams and (must or gen.next_ready()):
-                must = False
+            if id(gen) in ready_ids:
                 self._next(number, gen, events)
         return events
 

@@ -17,6 +17,7 @@ study, creates) it. Passwords are masked (`mask`) wherever a URL is shown or rec
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from urllib.parse import urlsplit, urlunsplit
@@ -132,7 +133,7 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
     """Open the storage at `url` (resolved), creating the file or tables if needed."""
     url = resolve(url)
     if _scheme(url) == "journal":
-        from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+        from optuna.storages.journal import JournalFileSymlinkLock
 
         path = _journal_path(url)
         if url == DEFAULT_URL:
@@ -140,8 +141,32 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
         # a write holds the lock for about a millisecond, so a lock unchanged for 5 s was left
         # by a killed driver (Optuna's default waits 30 s before breaking it)
         lock = JournalFileSymlinkLock(path, grace_period=LOCK_GRACE_SECONDS)
-        return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=lock))
+        return optuna.storages.JournalStorage(_journal_backend(path, lock))
     return optuna.storages.RDBStorage(url)
+
+
+def _journal_backend(path: str, lock: object) -> object:
+    """Optuna's journal file, appended without an fsync per operation.
+
+    Optuna fsyncs every append (ask, each epoch's report, tell): about 1 ms each on a busy
+    disk, a quarter of the driver's time with 32 trials in flight. Without it an append is
+    still in the page cache the moment `write` returns, so a killed driver loses nothing;
+    only a power cut can lose the last appends (the same trade as MLflow's SQLite in WAL
+    mode with synchronous=NORMAL). Falls back to Optuna's backend if its internals move."""
+    from optuna.storages.journal import JournalFileBackend
+
+    try:
+        from optuna.storages.journal._file import get_lock_file
+    except ImportError:
+        return JournalFileBackend(path, lock_obj=lock)  # type: ignore[arg-type]
+
+    class PageCacheJournal(JournalFileBackend):
+        def append_logs(self, logs: list[dict[str, object]]) -> None:
+            text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+            with get_lock_file(self._lock), open(self._file_path, "ab") as f:
+                f.write(text.encode("utf-8"))
+
+    return PageCacheJournal(path, lock_obj=lock)  # type: ignore[arg-type]
 
 
 def study_names(url: str | None) -> list[str]:

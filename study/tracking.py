@@ -110,6 +110,7 @@ class Tracker:
         self.experiment_id = ""
         self.parent_id = ""
         self.runs: dict[int, str] = {}  # trial number -> run id
+        self.on_parent: Any = None  # called with the parent run's id once it exists
         self._metrics: dict[str, list[Any]] = defaultdict(list)
         self._params: dict[str, list[Any]] = defaultdict(list)
         self._tags: dict[str, list[Any]] = defaultdict(list)
@@ -138,11 +139,16 @@ class Tracker:
             self.parent_id = parent_run_id
             self.client.update_run(parent_run_id, status="RUNNING")
             self.client.set_tag(parent_run_id, "resumed_at", time.strftime("%Y-%m-%dT%H:%M:%S"))
-            return parent_run_id
+            return self._parent_known()
         run = self.client.create_run(self.experiment_id, run_name=name, tags={"hpstudy.role": "study", "hpstudy.study_uid": uid})
         self.parent_id = run.info.run_id
         self._queue_params(self.parent_id, flatten(spec))
         self.client.log_text(self.parent_id, spec_yaml, "spec.yaml")
+        return self._parent_known()
+
+    def _parent_known(self) -> str:
+        if self.on_parent is not None:
+            self.on_parent(self.parent_id)
         return self.parent_id
 
     def study_progress(self, metrics: dict[str, float], step: int) -> None:

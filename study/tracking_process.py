@@ -11,8 +11,12 @@ up to 1 MiB, so the driver does not wait while the child starts (importing MLflo
 second or so). If the driver dies, even by SIGKILL, the child still reads everything
 already sent (a pipe delivers its data before its end), writes it and exits: what the
 driver handed over is never lost, and the runs it never ended stay RUNNING for ``study
-resume`` to reconcile. The child ignores SIGINT (Ctrl-C is the driver's to handle). An
-error in the child stops the study at the driver's next call (`TrackingFailure`).
+resume`` to reconcile. The child is a fresh interpreter (``python -m
+study.tracking_process``) holding only its two pipe ends, in a session of its own: no
+state or descriptors shared with the driver's Ray connection, no re-import of the caller's
+``__main__``, and the terminal's Ctrl-C goes to the driver alone. The tracking URI goes
+through the pipe, so a password in it never shows in ``ps``. An error in the child stops
+the study at the driver's next call (`TrackingFailure`).
 
 For an SQLite tracking store the child puts the database in WAL mode with
 ``synchronous=NORMAL``: one sync per checkpoint instead of several per commit. A crash of
@@ -22,11 +26,14 @@ the process loses nothing; a power cut may lose the last commits, never the data
 from __future__ import annotations
 
 import fcntl
-import multiprocessing as mp
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from study.tracking import Tracker, TrackingFailure
@@ -49,13 +56,11 @@ def _sqlite_pragmas() -> None:
             cur.close()
 
 
-def _serve(inbox: Any, outbox: Any, uri: str, flush_seconds: float, inherited: tuple[int, ...] = ()) -> None:
-    """The child: apply each call to a real `Tracker`; flush on a timer and at the end.
-    `inherited`: the driver's ends of the pipes, which a forked child must close, or it
-    would never see the driver's end of the pipe."""
-    for fd in inherited:
-        os.close(fd)
+def _serve(inbox: Connection, outbox: Connection) -> None:
+    """The child: open a `Tracker` as the first message says, apply each call to it, flush
+    on a timer and when the driver is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _, (uri, flush_seconds) = inbox.recv()
     try:
         if uri.startswith("sqlite:"):
             _sqlite_pragmas()
@@ -72,9 +77,9 @@ def _serve(inbox: Any, outbox: Any, uri: str, flush_seconds: float, inherited: t
         except (EOFError, OSError):  # the driver is gone: keep what it sent, leave runs as they are
             tracker.flush()
             return
-        if name == "close":
+        if name == "close":  # everything is written and committed: skip the slow interpreter teardown
             outbox.send(("reply", None))
-            return
+            os._exit(0)
         try:
             result = getattr(tracker, name)(*args)
         except Exception as e:  # noqa: BLE001 - reported to the driver, which stops
@@ -92,26 +97,30 @@ class TrackerProcess:
     `on_parent(run_id)` is called (in this process) when the study's parent run exists."""
 
     def __init__(self, uri: str, *, flush_seconds: float = 2.0, on_parent: Callable[[str], None] | None = None) -> None:
-        import ray
-
         self.uri = uri
         self.parent_id = ""
         self.on_parent = on_parent
-        # fork is cheap and safe before Ray starts its threads (the CLI); spawn after
-        method = "spawn" if ray.is_initialized() else "fork"
-        ctx = mp.get_context(method)
-        child_in, self._out = ctx.Pipe(duplex=False)
-        self._in, child_out = ctx.Pipe(duplex=False)
+        child_in, out = os.pipe()
+        into, child_out = os.pipe()
         try:
-            fcntl.fcntl(self._out.fileno(), _F_SETPIPE_SZ, 1 << 20)
+            fcntl.fcntl(out, _F_SETPIPE_SZ, 1 << 20)
         except OSError:
             pass  # a smaller pipe only means the driver may wait for the child sooner
-        inherited = (self._out.fileno(), self._in.fileno()) if method == "fork" else ()
-        args = (child_in, child_out, uri, flush_seconds, inherited)
-        self._proc = ctx.Process(target=_serve, args=args, name="hpstudy-mlflow-writer", daemon=True)
-        self._proc.start()
-        child_in.close()
-        child_out.close()
+        root = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
+        # a new session: the terminal's Ctrl-C goes to the driver only, which then closes us
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "study.tracking_process", str(child_in), str(child_out)],
+            pass_fds=(child_in, child_out),
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        os.close(child_in)
+        os.close(child_out)
+        self._out = Connection(out, readable=False)
+        self._in = Connection(into, writable=False)
+        self._call("open", uri, flush_seconds)  # the URI goes by pipe: a password never shows in `ps`
 
     # -- plumbing -------------------------------------------------------------------------
     def _call(self, name: str, *args: Any) -> Any:
@@ -146,18 +155,20 @@ class TrackerProcess:
     def _check_dead(self) -> None:
         while self._in.poll():  # an error it sent before dying says more than its exit code
             self._receive()
-        raise TrackingFailure(f"the MLflow writer process stopped (exit code {self._proc.exitcode})")
+        raise TrackingFailure(f"the MLflow writer process stopped (exit code {self._proc.poll()})")
 
     def close(self) -> None:
-        if self._proc.is_alive():
+        if self._proc.poll() is None:
             try:
                 self._out.send(("close", ()))
                 self._answer("reply")
             except (TrackingFailure, EOFError, OSError):
                 pass
-        self._proc.join(30)
-        if self._proc.is_alive():
+        try:
+            self._proc.wait(30)
+        except subprocess.TimeoutExpired:
             self._proc.kill()
+            self._proc.wait()
         self._out.close()
         self._in.close()
 
@@ -196,3 +207,8 @@ class TrackerProcess:
 
     def fix_run(self, run_id: str, state: str, status: str, tags: dict[str, str]) -> None:
         self._call("fix_run", run_id, state, status, tags)
+
+
+if __name__ == "__main__":
+    _serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))
+    os._exit(0)

@@ -38,8 +38,10 @@ def launch(
     listener: Listener | None = None,
     resume: bool = False,
     said: list | None = None,
+    inline: bool = True,
     **changes: Any,
 ) -> engine.RunResult:
+    """Run the tiny study in-process; MLflow written inline (`inline=False`: by the writer process)."""
     spec = parse_spec(tiny_spec(**changes))
     prep = engine.prepare(spec)
     return engine.run(
@@ -48,6 +50,7 @@ def launch(
         executor=in_process(trial_fn),
         listener=listener,
         say=(said.append if said is not None else lambda m: None),
+        inline_tracking=inline,
     )
 
 
@@ -105,7 +108,7 @@ def assert_agree(study: optuna.Study, children: dict[int, Any]) -> None:
 
 
 def test_real_trainer_study_records_every_epoch(workdir: Path, tiny_spec: Any) -> None:
-    result = launch(tiny_spec, trials=4, seed=11)
+    result = launch(tiny_spec, trials=4, seed=11, inline=False)
     study = result.study
     assert result.finished
     trials = study.get_trials()
