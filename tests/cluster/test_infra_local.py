@@ -50,7 +50,10 @@ class Local:
         return read_env_file(self.state / "cluster.env")
 
     def client_env(self, **extra: str) -> dict[str, str]:
-        return {**os.environ, **self.values, **extra}
+        # without the caller's own Ray/MLflow targets: another suite's RAY_AUTH_TOKEN in the
+        # environment would win over this cluster's RAY_AUTH_TOKEN_PATH
+        own = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH", "MLFLOW_TRACKING"))}
+        return {**own, **self.values, **extra}
 
 
 @pytest.fixture(scope="module")
