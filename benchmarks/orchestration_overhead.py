@@ -17,7 +17,7 @@ starts; each timing is the wall time of one whole study. Prints the median ms pe
 `--repeats` runs and the ratios. Targets (issue 5): hpstudy <= 1/10 of Ray Tune's cost
 and <= plain Optuna with SQLite.
 
-    python benchmarks/orchestration_overhead.py [--trials 200] [--repeats 3] [--skip-tune]
+    python benchmarks/orchestration_overhead.py [--trials 200] [--repeats 3] [--tune-repeats N] [--skip-tune]
 """
 
 from __future__ import annotations
@@ -182,6 +182,7 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=200)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip-tune", action="store_true", help="leave Ray Tune out (it takes minutes)")
+    p.add_argument("--tune-repeats", type=int, help="runs of Ray Tune (default: --repeats; each takes minutes)")
     args = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     logging.getLogger("mlflow").setLevel(logging.ERROR)
@@ -193,8 +194,11 @@ def main() -> None:
     start_ray(None)
     systems = ["hpstudy", "hpstudy+sqlite", "optuna+sqlite"] + ([] if args.skip_tune else ["ray-tune"])
     times: dict[str, list[float]] = {s: [] for s in systems}
+    tune_repeats = args.repeats if args.tune_repeats is None else args.tune_repeats
     for rep in range(args.repeats):
         for name in systems:
+            if name == "ray-tune" and rep >= tune_repeats:
+                continue
             with tempfile.TemporaryDirectory(prefix="hpbench-") as d:
                 work = Path(d)
                 if name == "hpstudy":
@@ -209,7 +213,9 @@ def main() -> None:
             print(f"run {rep + 1}/{args.repeats} {name:>15}: {dt * 1000 / args.trials:8.1f} ms/trial", flush=True)
 
     med = {k: statistics.median(v) * 1000 / args.trials for k, v in times.items()}
-    print(f"\n{args.trials} trials x {EPOCHS} epochs, concurrency 2, {os.cpu_count()} CPUs; median of {args.repeats} runs")
+    print(
+        f"\n{args.trials} trials x {EPOCHS} epochs, concurrency 2, {os.cpu_count()} CPUs; median of {args.repeats} runs (Ray Tune: {tune_repeats})"
+    )
     print(f"{'system':>15}  {'ms/trial':>9}  runs")
     for k, v in med.items():
         print(f"{k:>15}  {v:9.1f}  " + ", ".join(f"{x * 1000 / args.trials:.1f}" for x in times[k]))

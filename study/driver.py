@@ -181,7 +181,7 @@ class Driver:
         now = time.monotonic()
         for r in list(self.running.values()):
             if r.started is not None and now - r.started > limit:
-                self.executor.cancel(r.number)
+                self.executor.cancel(r.number, force=True)
                 self._end(r, Outcome("timeout", message=f"ran longer than timeout={limit:g}s (stopped in epoch {r.epoch + 1})"))
 
     # -- the end of a trial ------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -258,21 +259,28 @@ def run(
     instead (unit tests: no second interpreter to start)."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     spec = prep.spec
-    study, is_new = open_study(prep, resume=resume)
-
-    def keep_parent(run_id: str) -> None:
-        if study.user_attrs.get(PARENT_ATTR) != run_id:
-            study.set_user_attr(PARENT_ATTR, run_id)
-
-    if inline_tracking:
-        tracker: tracking.Tracker | TrackerProcess = tracking.Tracker(spec.tracking_uri, flush_seconds=flush_seconds)
-        tracker.on_parent = keep_parent
-    else:
-        tracker = TrackerProcess(spec.tracking_uri, flush_seconds=flush_seconds, on_parent=keep_parent)
+    ex, cleanup = (executor or ray_executor(None))(prep)
     try:
-        return _drive(prep, study, is_new, tracker, executor=executor, listener=listener, say=say)
+        check = getattr(ex, "check_resources", None)
+        if check is not None:
+            check()  # before anything is written: a trial that can never be placed is bad input
+        study, is_new = open_study(prep, resume=resume)
+
+        def keep_parent(run_id: str) -> None:
+            if study.user_attrs.get(PARENT_ATTR) != run_id:
+                study.set_user_attr(PARENT_ATTR, run_id)
+
+        if inline_tracking:
+            tracker: tracking.Tracker | TrackerProcess = tracking.Tracker(spec.tracking_uri, flush_seconds=flush_seconds)
+            tracker.on_parent = keep_parent
+        else:
+            tracker = TrackerProcess(spec.tracking_uri, flush_seconds=flush_seconds, on_parent=keep_parent)
+        try:
+            return _drive(prep, study, is_new, tracker, ex, listener=listener, say=say)
+        finally:
+            tracker.close()
     finally:
-        tracker.close()
+        cleanup()
 
 
 def _drive(
@@ -280,8 +288,8 @@ def _drive(
     study: optuna.Study,
     is_new: bool,
     tracker: tracking.Tracker | TrackerProcess,
+    ex: Executor,
     *,
-    executor: ExecutorFactory | None,
     listener: Listener | None,
     say: Callable[[str], None],
 ) -> RunResult:
@@ -301,13 +309,9 @@ def _drive(
         say(
             f"multi-objective study ({', '.join(o.metric for o in spec.all_objectives)}): pruning is off, Optuna prunes single-objective studies only"
         )
-    ex, cleanup = (executor or ray_executor(None))(prep)
-    try:
-        concurrency = min(spec.concurrency or ex.capacity(), spec.trials)
-        driver = Driver(decisions, ex, tracker, concurrency=concurrency, listener=listener)
-        finished = driver.run()
-    finally:
-        cleanup()
+    concurrency = min(spec.concurrency or ex.capacity(), spec.trials)
+    driver = Driver(decisions, ex, tracker, concurrency=concurrency, listener=listener)
+    finished = driver.run()
     trials = study.get_trials(deepcopy=False)
     summary = {"finished": float(sum(is_counted(t) for t in trials))}
     if driver.best is not None:
@@ -329,3 +333,29 @@ def spec_from_storage(name: str, storage: str | None) -> StudySpec:
         raise SpecError(f"study {name!r} in {storage_mod.mask(url)!r} was not launched by hpstudy (no spec recorded)")
     data["storage"] = storage
     return parse_spec(data, source=f"stored spec of {name!r}")
+
+
+def launch(
+    spec: str | os.PathLike[str] | dict[str, Any] | StudySpec,
+    *,
+    address: str | None = None,
+    listener: Listener | None = None,
+    **overrides: Any,
+) -> RunResult:
+    """Python entry point of `study launch`: a spec file, mapping or `StudySpec`, with the
+    CLI's overrides (``trials=``, ``concurrency=``, ``storage=``, ``tracking_uri=``).
+
+    >>> from study.engine import launch
+    >>> result = launch("study/examples/quickstart.yaml", trials=4)  # doctest: +SKIP
+    >>> result.study.best_trial.params  # doctest: +SKIP
+    """
+    from study.spec import load_spec
+
+    if isinstance(spec, StudySpec):
+        parsed = spec
+    elif isinstance(spec, dict):
+        parsed = parse_spec(spec)
+    else:
+        parsed = load_spec(spec)
+    prep = prepare(parsed.with_overrides(**overrides))
+    return run(prep, executor=ray_executor(address), listener=listener, say=lambda m: print(m, file=sys.stderr))

@@ -34,8 +34,9 @@ class Executor(Protocol):
         """Events that are ready, waiting up to `timeout` seconds for the first one."""
         ...
 
-    def cancel(self, number: int) -> None:
-        """Stop trial `number` now; its remaining events are dropped."""
+    def cancel(self, number: int, force: bool = False) -> None:
+        """Stop trial `number` now (`force`: even if it does not return to Python); its
+        remaining events are dropped."""
         ...
 
     def close(self) -> None:
@@ -82,7 +83,7 @@ class InProcessExecutor:
                 events.append((number, "died", str(e) or "worker died"))
         return events
 
-    def cancel(self, number: int) -> None:
+    def cancel(self, number: int, force: bool = False) -> None:
         gen = self.running.pop(number, None)
         close: Any = getattr(gen, "close", None)
         if close is not None:

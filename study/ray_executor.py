@@ -19,6 +19,7 @@ import ray
 from ray.exceptions import RayError, RayTaskError, TaskCancelledError
 
 from study.executors import TrialFn
+from study.spec import SpecError
 from study.worker import Event, trial_events
 from trainers import Dataset, TrainConfig
 
@@ -123,12 +124,27 @@ class RayExecutor:
             self._drop(number)
             events.append((number, "died", f"{type(e).__name__}: {str(e).strip().splitlines()[0]}"))
 
-    def cancel(self, number: int) -> None:
+    def check_resources(self) -> None:
+        """A SpecError if no node of the cluster could ever run one trial."""
+        need = {"CPU": self.cpus, "GPU": self.gpus}
+        for node in ray.nodes():
+            have = node.get("Resources", {}) if node.get("Alive") else {}
+            if all(have.get(k, 0.0) >= v for k, v in need.items() if v > 0):
+                return
+        total = ray.cluster_resources()
+        raise SpecError(
+            f"field resources: a trial needs {self.cpus:g} CPU(s) and {self.gpus:g} GPU(s) on one node, "
+            f"but no node of the Ray cluster has that (the cluster has {total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs)"
+        )
+
+    def cancel(self, number: int, force: bool = False) -> None:
+        """Stop a trial: a KeyboardInterrupt in its task (between bytecodes), or with `force`
+        the end of its worker process (a trial stuck in native code past its timeout)."""
         gen = self.streams.get(number)
         if gen is not None:
             self._drop(number)
             try:
-                ray.cancel(gen)
+                ray.cancel(gen, force=force)
             except Exception:  # noqa: BLE001 - already finished
                 pass
 

@@ -284,3 +284,22 @@ def test_ctrl_c_interrupts_and_resume_completes(ray_address: str, workdir: Path,
     assert sum(is_counted(t) for t in study.get_trials()) == 4
     status = subprocess.run([study_cli, "status", "tiny-study", "--storage", storage], capture_output=True, text=True, timeout=60)
     assert status.returncode == 0 and "4 finished of 4" in status.stdout
+
+
+def test_resources_no_node_can_hold_exit_2_and_write_nothing(
+    ray_address: str, workdir: Path, tiny_spec: Any, study_cli: str
+) -> None:
+    spec = tiny_spec(resources={"cpus": 64})
+    spec.pop("storage")  # the default: a journal in .hpstudy/ of the working folder
+    (workdir / "spec.yaml").write_text(yaml.safe_dump(spec))
+    before = {p.name: p.stat().st_mtime_ns for p in workdir.iterdir()}
+    p = subprocess.run(
+        [study_cli, "launch", "spec.yaml", "--address", ray_address, "--quiet"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 2, p.stderr
+    assert "field resources: a trial needs 64 CPU(s)" in p.stderr and "Traceback" not in p.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in workdir.iterdir()} == before  # no .hpstudy/, mlflow.db untouched
