@@ -46,7 +46,7 @@ def _sampler(spec: StudySpec, n_existing: int) -> optuna.samplers.BaseSampler:
     s = spec.sampler
     base = s.seed if s.seed is not None else spec.seed
     seed = base if n_existing == 0 else trial_seed(base, 1_000_000 + n_existing)
-    startup = {} if s.n_startup_trials is None else {"n_startup_trials": s.n_startup_trials}
+    startup: dict[str, Any] = {} if s.n_startup_trials is None else {"n_startup_trials": s.n_startup_trials}
     if s.name == "tpe":
         return optuna.samplers.TPESampler(
             seed=seed, multivariate=s.multivariate, group=s.multivariate, constant_liar=s.constant_liar, **startup
@@ -61,7 +61,7 @@ def _sampler(spec: StudySpec, n_existing: int) -> optuna.samplers.BaseSampler:
         _needs("cmaes", "cmaes", "the cmaes package")
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False, **startup)
     if s.name == "nsga2":
-        pop = {} if s.population_size is None else {"population_size": s.population_size}
+        pop: dict[str, Any] = {} if s.population_size is None else {"population_size": s.population_size}
         return optuna.samplers.NSGAIISampler(seed=seed, **pop)
     assert s.grid is not None
     return optuna.samplers.GridSampler(s.grid, seed=seed)

@@ -36,6 +36,7 @@ from study.decisions import Decisions, objective_values
 from study.executors import Executor
 from study.outcomes import Outcome
 from study.tracking import Tracker
+from study.tracking_process import TrackerProcess
 from study.worker import Event
 
 
@@ -70,7 +71,7 @@ class Driver:
         self,
         decisions: Decisions,
         executor: Executor,
-        tracker: Tracker,
+        tracker: Tracker | TrackerProcess,
         *,
         concurrency: int,
         listener: Listener | None = None,
@@ -252,15 +253,15 @@ class Driver:
     @contextmanager
     def _signals(self) -> Iterator[None]:
         """SIGINT/SIGTERM request a clean stop while the loop runs (main thread only)."""
-        saved: dict[int, Any] = {}
+        saved: dict[signal.Signals, Any] = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 saved[sig] = signal.signal(sig, self.request_stop)
         try:
             yield
         finally:
-            for sig, handler in saved.items():
-                signal.signal(sig, handler)
+            for signum, handler in saved.items():
+                signal.signal(signum, handler)
 
     # -- display helpers -----------------------------------------------------------------
     def eta_seconds(self) -> float | None:

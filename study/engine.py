@@ -99,7 +99,7 @@ def _dry_run(spec: StudySpec, space: Any, data: Dataset) -> None:
                 f"field enqueue[{i}]: parameter(s) {unused} are not drawn by space {spec.space!r} for this configuration (it drew {sorted(trial.params)})"
             )
     sampler = make_sampler(spec) if spec.sampler.name == "grid" else optuna.samplers.RandomSampler(seed=spec.seed)
-    study = optuna.create_study(sampler=sampler, directions=spec.directions)
+    study = optuna.create_study(sampler=sampler, directions=_directions(spec))
     errors = []
     for _ in range(5):
         try:
@@ -110,6 +110,12 @@ def _dry_run(spec: StudySpec, space: Any, data: Dataset) -> None:
             if spec.sampler.name == "grid":
                 raise SpecError(f"field sampler.grid: {e}") from None
     raise SpecError(f"field fixed: space {spec.space!r} with fixed {spec.fixed} gives no valid configuration: {errors[0]}")
+
+
+def _directions(spec: StudySpec) -> list[optuna.study.StudyDirection]:
+    return [
+        optuna.study.StudyDirection.MAXIMIZE if d == "maximize" else optuna.study.StudyDirection.MINIMIZE for d in spec.directions
+    ]
 
 
 # -- storage ---------------------------------------------------------------------------------
@@ -164,7 +170,7 @@ def open_study(prep: Prepared, *, resume: bool) -> tuple[optuna.Study, bool]:
             storage=storage,
             sampler=make_sampler(spec),
             pruner=make_pruner(spec),
-            directions=spec.directions,
+            directions=_directions(spec),
         )
         study.set_user_attr(SPEC_ATTR, _spec_record(spec))
         study.set_user_attr(UID_ATTR, uuid.uuid4().hex)

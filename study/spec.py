@@ -188,19 +188,19 @@ class StudySpec(_Model):
     """A whole study. See the module docstring for the short forms."""
 
     name: str
-    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    dataset: DatasetSpec = Field(default_factory=lambda: DatasetSpec.model_validate({}))
     backend: Literal["numpy", "torch"] = "numpy"
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     space: str = "full"
     fixed: dict[str, Any] = Field(default_factory=dict)
-    objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
+    objective: ObjectiveSpec = Field(default_factory=lambda: ObjectiveSpec.model_validate({}))
     objectives: list[ObjectiveSpec] | None = Field(None, min_length=2, description="several objectives: a multi-objective study")
-    sampler: SamplerSpec = Field(default_factory=SamplerSpec)
-    pruner: PrunerSpec = Field(default_factory=lambda: PercentilePruner(name="median"))
+    sampler: SamplerSpec = Field(default_factory=lambda: SamplerSpec.model_validate({}))
+    pruner: PrunerSpec = Field(default_factory=lambda: PercentilePruner.model_validate({"name": "median"}))
     seed: int = Field(0, ge=0, lt=2**32)
     trials: int = Field(20, ge=1, le=1_000_000)
     concurrency: int | None = Field(None, ge=1, description="trials in flight; default: what the cluster's CPUs hold")
-    resources: Resources = Field(default_factory=Resources)
+    resources: Resources = Field(default_factory=lambda: Resources.model_validate({}))
     retries: int = Field(1, ge=0, description="re-runs of a trial whose worker died")
     timeout: float | None = Field(None, gt=0, description="seconds per trial, from its start")
     storage: str | None = Field(None, description="Optuna storage URL; default a journal file in .hpstudy/")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import optuna
@@ -145,7 +146,7 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
     return optuna.storages.RDBStorage(url)
 
 
-def _journal_backend(path: str, lock: object) -> object:
+def _journal_backend(path: str, lock: Any) -> Any:
     """Optuna's journal file, appended without an fsync per operation.
 
     Optuna fsyncs every append (ask, each epoch's report, tell): about 1 ms each on a busy
@@ -158,7 +159,7 @@ def _journal_backend(path: str, lock: object) -> object:
     try:
         from optuna.storages.journal._file import get_lock_file
     except ImportError:
-        return JournalFileBackend(path, lock_obj=lock)  # type: ignore[arg-type]
+        return JournalFileBackend(path, lock_obj=lock)
 
     class PageCacheJournal(JournalFileBackend):
         def append_logs(self, logs: list[dict[str, object]]) -> None:
@@ -166,7 +167,7 @@ def _journal_backend(path: str, lock: object) -> object:
             with get_lock_file(self._lock), open(self._file_path, "ab") as f:
                 f.write(text.encode("utf-8"))
 
-    return PageCacheJournal(path, lock_obj=lock)  # type: ignore[arg-type]
+    return PageCacheJournal(path, lock_obj=lock)
 
 
 def study_names(url: str | None) -> list[str]:

@@ -184,7 +184,12 @@ class Tracker:
         self.client.set_terminated(run_id, status=status)
 
     def close(self) -> None:
-        """Nothing to release in-process (`TrackerProcess` stops its writer)."""
+        """Close the store's database connections (SQLite in WAL mode then checkpoints and
+        removes its -wal/-shm files)."""
+        store = getattr(getattr(self.client, "_tracking_client", None), "store", None)
+        engine = getattr(store, "engine", None)
+        if engine is not None:
+            engine.dispose()
 
     # -- batching -----------------------------------------------------------------------
     def _queue_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:

@@ -76,8 +76,10 @@ def _serve(inbox: Connection, outbox: Connection) -> None:
             name, args = inbox.recv()
         except (EOFError, OSError):  # the driver is gone: keep what it sent, leave runs as they are
             tracker.flush()
+            tracker.close()
             return
         if name == "close":  # everything is written and committed: skip the slow interpreter teardown
+            tracker.close()
             outbox.send(("reply", None))
             os._exit(0)
         try:
