@@ -75,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before the study loop started
+        print("interrupted; a study that had started can be continued with `study resume NAME`", file=sys.stderr)
+        return 130
     except TrackingFailure as e:
         print(f"error: {e}\nThe study stopped; once MLflow works again, continue it with `study resume NAME`.", file=sys.stderr)
         return 1
