@@ -21,6 +21,7 @@ from study.driver import Driver, Listener
 from study.executors import InProcessExecutor, WorkerDied
 from study.outcomes import MLFLOW_STATUS
 from study.spec import SpecError, parse_spec
+from study.status import summarize
 from study.worker import trial_events
 
 
@@ -287,6 +288,8 @@ def test_resume_reconciles_what_a_dead_driver_left_running(workdir: Path, tiny_s
     )
     left = [t.number for t in study.get_trials() if t.state == TrialState.RUNNING]
     assert 2 in left
+    running = {r["number"]: r["epoch"] for r in summarize(study)["running"]}  # what `study status` shows
+    assert running[2] == 1  # the crash came before epoch 2 was reported
     said: list[str] = []
     result = launch(tiny_spec, fn, resume=True, trials=5, sampler="random", said=said)
     assert any("reconciled" in m for m in said)
