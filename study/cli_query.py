@@ -136,7 +136,20 @@ def _ui(args: argparse.Namespace) -> int:
         print(f"warning: binding the MLflow UI to {args.host}: anyone who can reach this machine can read it", file=sys.stderr)
     url = f"http://{args.host}:{args.port}"
     print(f"MLflow UI on {url} (tracking store {uri}); Ctrl-C stops it", flush=True)
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port), "--workers", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--workers",
+        "1",
+    ]
     try:
         return subprocess.call(cmd)
     except KeyboardInterrupt:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -230,9 +230,9 @@ class StudyHandle:
             PedAnovaImportanceEvaluator,
         )
 
-        evaluators = {
-            "fanova": FanovaImportanceEvaluator,
-            "mean_decrease_impurity": MeanDecreaseImpurityImportanceEvaluator,
+        evaluators: dict[str, Callable[[], Any]] = {
+            "fanova": lambda: FanovaImportanceEvaluator(seed=0),
+            "mean_decrease_impurity": lambda: MeanDecreaseImpurityImportanceEvaluator(seed=0),
             "ped_anova": PedAnovaImportanceEvaluator,
         }
         if evaluator not in evaluators:
@@ -259,7 +259,7 @@ class StudyHandle:
         # a study-only view on the chosen trials, so filtered-out trials do not count
         view = optuna.create_study(directions=self.optuna.directions)
         view.add_trials(done)
-        ev = evaluators[evaluator](seed=0) if evaluator != "ped_anova" else evaluators[evaluator]()
+        ev = evaluators[evaluator]()
         try:
             return dict(optuna.importance.get_param_importances(view, evaluator=ev, target=fn))
         except (RuntimeError, ValueError):
