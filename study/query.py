@@ -127,7 +127,8 @@ class StudyHandle:
         df = self._sort(df)
         df.attrs["objectives"] = self.objectives
         df.attrs["directions"] = self.directions
-        df.attrs["hyperparameters"] = [f for f in _FIELDS if f in df and df[f].dropna().astype(str).nunique() > 1]
+        # searched fields: those that differ between trials (the per-trial seed aside)
+        df.attrs["hyperparameters"] = [f for f in _FIELDS if f != "seed" and f in df and df[f].dropna().astype(str).nunique() > 1]
         return df
 
     def _value_columns(self) -> list[str]:
@@ -257,6 +258,7 @@ class StudyHandle:
         if len(done) < 2 or len({v for v in values.values()}) < 2:
             return {}
         # a study-only view on the chosen trials, so filtered-out trials do not count
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         view = optuna.create_study(directions=self.optuna.directions)
         view.add_trials(done)
         ev = evaluators[evaluator]()

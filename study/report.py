@@ -244,7 +244,7 @@ def build_report(
         if section.empty:
             body.append(f'<p class="empty">{html.escape(section.empty)}</p>')
         if section.table:
-            body.append(section.table)
+            body.append(f'<div class="scroll">{section.table}</div>')
         if fig is not None and section.figure:
             buf = io.BytesIO()
             fig.savefig(buf, format="png", dpi=110)
@@ -271,7 +271,7 @@ _PAGE = """<!doctype html>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1150px; color: #222; }}
 h1 {{ margin-bottom: 0.2em; }} h2 {{ border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.6em; }}
 table.t {{ border-collapse: collapse; font-size: 0.85em; }} table.t td, table.t th {{ padding: 3px 8px; border-bottom: 1px solid #eee; text-align: right; }}
-img {{ max-width: 100%; }} .empty {{ color: #888; font-style: italic; }}
+img {{ max-width: 100%; }} .empty {{ color: #888; font-style: italic; }} .scroll {{ overflow-x: auto; }}
 </style></head>
 <body><h1>Study {name}</h1><p>{head}</p>
 {body}
