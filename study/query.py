@@ -267,6 +267,43 @@ class StudyHandle:
         except (RuntimeError, ValueError):
             return {}  # e.g. no parameter shared by every trial
 
+    # -- analysis (study.analysis on this study's curves) -----------------------------------
+    def _monitor(self) -> str:
+        return "val_acc" if self.objectives[0] == "val_acc" else "val_loss"
+
+    def overfitting(self, min_run: int = 3) -> pd.DataFrame:
+        """Per trial: best and stopped epoch, overfitting onset (the epoch after which
+        validation loss keeps rising while training loss keeps falling), generalization gap
+        at the best and the last epoch; see `study.analysis.summarize`."""
+        from study import analysis
+
+        return analysis.summarize(self.curves(), monitor=self._monitor(), min_run=min_run)
+
+    def replay_early_stopping(self, patiences: Iterable[int] = (1, 2, 3, 5, 10), min_delta: float = 0.0) -> pd.DataFrame:
+        """Every trial's recorded curve replayed under other patiences, without retraining
+        (`study.analysis.replay_early_stopping`); column ``exact`` says whether the trial ran
+        to its end without early stopping, so that its replay is exact."""
+        from study import analysis
+
+        trials = self.trials(with_runs=False)
+        curves = self.curves()
+        reasons = dict(zip(trials["number"], trials["stop_reason"], strict=True))
+        exact = {t: reasons.get(t) in analysis.EXACT_STOP_REASONS for t in curves["trial"].unique()}
+        return analysis.replay_early_stopping(curves, patiences, min_delta=min_delta, monitor=self._monitor(), replayable=exact)
+
+    def pruning_audit(self) -> pd.DataFrame:
+        """Each pruned trial's value at the step it was stopped against the completed
+        trials' values at that step (`study.analysis.pruning_audit`)."""
+        from study import analysis
+
+        trials = self.trials(with_runs=False)
+        pruned = trials[trials["state"] == "PRUNED"]
+        metric = self.objectives[0]
+        curves = self.curves(keys=[metric])
+        marks = {int(r["number"]): (int(r["pruned_step"]), float(r["pruned_value"])) for _, r in pruned.iterrows()}
+        done = [int(n) for n in trials.loc[trials["state"] == "COMPLETE", "number"] if int(n) in set(curves["trial"])]
+        return analysis.pruning_audit(curves, marks, metric=metric, direction=self.directions[0], completed=done)
+
     # -- report -----------------------------------------------------------------------------
     def report(self, output: str | None = None, top: int = 5) -> Any:
         """Write the HTML report (default ``<name>-report.html``) and log it, with its PNG

@@ -245,3 +245,45 @@ def test_cli_ui_serves_the_study_over_the_real_rest_api(finished, handle) -> Non
 
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_overfitting_and_replay_on_the_study(handle) -> None:
+    trials = handle.trials().set_index("number")
+    over = handle.overfitting().set_index("trial")
+    assert set(over.index) == set(trials.index)
+    for n, row in over.iterrows():
+        assert row["stopped_epoch"] == trials.loc[n, "stopped_epoch"]
+        assert row["best_epoch"] == trials.loc[n, "best_epoch"]  # same rule as the trainer
+        assert row["gap_at_best"] == pytest.approx(trials.loc[n, "gap_at_best"], rel=1e-6)
+    replay = handle.replay_early_stopping(patiences=[1, 2])
+    assert set(replay["patience"]) == {1, 2} and len(replay) == 2 * len(trials)
+    exact = replay.drop_duplicates("trial").set_index("trial")["exact"]
+    assert all(bool(exact[n]) == (trials.loc[n, "stop_reason"] == "completed") for n in trials.index)
+    assert (replay["regret"] >= 0).all()
+
+
+def test_pruning_audit_compares_pruned_trials_at_their_rung(tmp_path) -> None:
+    raw = {
+        "name": "audit",
+        "dataset": "digits",
+        "space": "optimizers",
+        "fixed": {"epochs": 6, "depth": 1, "width": 16},
+        "trials": 8,
+        "concurrency": 2,
+        "pruner": {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 1},
+        "sampler": {"name": "random", "seed": 3},
+        "storage": f"journal:{tmp_path / 'optuna.journal'}",
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    prep = engine.prepare(parse_spec(raw, source="test"))
+    assert engine.run(prep, executor=_in_process, say=lambda m: None, flush_seconds=0.0).finished
+    h = study.load("audit", storage=raw["storage"])
+    trials = h.trials()
+    pruned = trials[trials["state"] == "PRUNED"]
+    assert len(pruned) >= 1  # the median pruner stopped some of the eight
+    audit = h.pruning_audit()
+    assert audit["trial"].tolist() == sorted(pruned["number"].tolist())
+    for _, a in audit.iterrows():
+        p = pruned[pruned["number"] == a["trial"]].iloc[0]
+        assert a["step"] == p["pruned_step"] and a["value"] == pytest.approx(p["pruned_value"])
+        assert a["n_compared"] >= 1
