@@ -4,11 +4,17 @@
                            [--tracking-uri URI] [--quiet]
     study resume NAME      [same flags]
     study status NAME      [--storage URL]
+    study sync NAME        [--storage URL] [--tracking-uri URI]
     study spaces
     study space show NAME
     study best NAME        [-k 5] [--where EXPR] [--scope best|last] [--json]
     study report NAME      [--output PATH]
     study ui [NAME]        [--port 5000] [--host 127.0.0.1]
+
+Where the storage and the tracking URI come from, first found wins: the flag, the spec
+(for `resume`: the stored spec), the environment (``HPSTUDY_STORAGE``,
+``MLFLOW_TRACKING_URI``), the default. Passing credentials by environment keeps passwords
+off command lines (`ps` shows those to every user).
 
 Exit codes: 0 done, 2 bad input (one message, nothing written), 130 interrupted (resumable
 with `study resume NAME`).
@@ -17,19 +23,28 @@ with `study resume NAME`).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
+from study.env import STORAGE_ENV, TRACKING_ENV, with_env_defaults
 from study.spec import SpecError
+from study.storage import mask
 from study.tracking import TrackingFailure
+
+ORDER = "first found wins: this flag, the spec, env {env}, the default"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=int, help="number of finished trials to reach (overrides the spec)")
     p.add_argument("--concurrency", type=int, help="trials in flight (default: what the Ray cluster's CPUs hold)")
     p.add_argument("--address", help="address of an existing Ray cluster (default: start a local one)")
-    p.add_argument("--storage", help="Optuna storage URL (default: journal file .hpstudy/optuna.journal)")
-    p.add_argument("--tracking-uri", dest="tracking_uri", help="MLflow tracking URI (default: sqlite:///mlflow.db)")
+    p.add_argument(
+        "--storage", help=f"Optuna storage URL ({ORDER.format(env=STORAGE_ENV)}: journal file .hpstudy/optuna.journal)"
+    )
+    p.add_argument(
+        "--tracking-uri", dest="tracking_uri", help=f"MLflow tracking URI ({ORDER.format(env=TRACKING_ENV)}: sqlite:///mlflow.db)"
+    )
     p.add_argument("--quiet", action="store_true", help="one log line per trial instead of the live display")
 
 
@@ -46,7 +61,7 @@ def parser() -> argparse.ArgumentParser:
     _common(resume)
     status = sub.add_parser("status", help="counts by state, best so far, running trials")
     status.add_argument("name")
-    status.add_argument("--storage", help="Optuna storage URL (default: .hpstudy/optuna.journal)")
+    status.add_argument("--storage", help=f"Optuna storage URL (default: env {STORAGE_ENV}, else .hpstudy/optuna.journal)")
     sub.add_parser("spaces", help="list the built-in search spaces")
     space = sub.add_parser("space", help="about one search space")
     space_sub = space.add_subparsers(dest="space_command", required=True)
@@ -60,6 +75,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command != "launch" and getattr(args, "storage", None) is None:
+        args.storage = os.environ.get(STORAGE_ENV) or None  # launch: the spec's storage comes first
     try:
         if args.command in ("launch", "resume"):
             return _run(args)
@@ -95,11 +112,14 @@ def _run(args: argparse.Namespace) -> int:
         "tracking_uri": args.tracking_uri,
     }
     if args.command == "launch":
-        spec = load_spec(args.spec).with_overrides(**overrides)
+        spec = with_env_defaults(load_spec(args.spec), args.storage, args.tracking_uri).with_overrides(**overrides)
     else:
-        spec = engine.spec_from_storage(args.name, args.storage).with_overrides(**overrides)
+        spec = with_env_defaults(engine.spec_from_storage(args.name, args.storage), args.storage, args.tracking_uri)
+        spec = spec.with_overrides(**overrides)
         if "***" in spec.tracking_uri:
-            raise SpecError(f"the stored tracking URI {spec.tracking_uri!r} had a password: pass it again with --tracking-uri")
+            raise SpecError(
+                f"the stored tracking URI {spec.tracking_uri!r} had a password: pass it again with --tracking-uri or {TRACKING_ENV}"
+            )
     try:
         prep = engine.prepare(spec)
     except SpecError as e:
@@ -109,6 +129,9 @@ def _run(args: argparse.Namespace) -> int:
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    warning = engine.local_storage_warning(prep.storage_url, args.address)
+    if warning:
+        say(warning)
     executor = engine.ray_executor(args.address)
     if args.quiet:
         result = engine.run(prep, resume=args.command == "resume", executor=executor, listener=QuietProgress(), say=say)
@@ -129,7 +152,7 @@ def _report(study: object, spec: object) -> None:
 
     s = summarize(study, spec.trials)  # type: ignore[arg-type, attr-defined]
     print(render(s, ", ".join(o.metric for o in spec.all_objectives)))  # type: ignore[attr-defined]
-    uri = spec.tracking_uri  # type: ignore[attr-defined]
+    uri = mask(spec.tracking_uri)  # type: ignore[attr-defined]
     if uri.startswith(("http://", "https://")):
         print(f"\nEvery epoch of every trial is in MLflow: open {uri} (experiment {spec.name!r})")  # type: ignore[attr-defined]
     else:

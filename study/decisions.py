@@ -156,6 +156,11 @@ class Decisions:
             return trial, None, f"{type(e).__name__}: {e}"
         return trial, config, ""
 
+    def note(self, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+        """Record facts about a running trial (where it runs) as user attrs."""
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+
     def report(self, trial: optuna.Trial, epoch: int, value: float | None) -> bool:
         """Report one epoch's objective value; True when the pruner says stop."""
         if self.spec.is_multi_objective or value is None or not math.isfinite(value):

@@ -327,6 +327,19 @@ def _drive(
     return RunResult(study, finished, driver)
 
 
+def local_storage_warning(storage_url: str, address: str | None) -> str | None:
+    """The warning for a study driven on a Ray cluster whose Optuna storage is a file on
+    this machine (journal or SQLite): it works (the driver is the only writer) but cannot be
+    shared with a driver elsewhere. None when there is nothing to say."""
+    if not address or address == "local" or not storage_mod.is_local_file(storage_url):
+        return None
+    return (
+        f"warning: the Optuna storage {storage_mod.mask(storage_url)!r} is a file on this machine's disk: the study runs on "
+        f"the cluster at {address}, but a second driver elsewhere cannot share it, and it is lost with this machine; "
+        "use a PostgreSQL URL (--storage or HPSTUDY_STORAGE) to share a study"
+    )
+
+
 def spec_from_storage(name: str, storage: str | None) -> StudySpec:
     """The spec a stored study was launched with (for `study resume NAME`)."""
     url = storage_mod.check(storage, must_exist=True)
@@ -349,12 +362,14 @@ def launch(
     **overrides: Any,
 ) -> RunResult:
     """Python entry point of `study launch`: a spec file, mapping or `StudySpec`, with the
-    CLI's overrides (``trials=``, ``concurrency=``, ``storage=``, ``tracking_uri=``).
+    CLI's overrides (``trials=``, ``concurrency=``, ``storage=``, ``tracking_uri=``); storage
+    and tracking URI fall back to ``HPSTUDY_STORAGE`` / ``MLFLOW_TRACKING_URI`` as in the CLI.
 
     >>> from study.engine import launch
     >>> result = launch("study/examples/quickstart.yaml", trials=4)  # doctest: +SKIP
     >>> result.study.best_trial.params  # doctest: +SKIP
     """
+    from study.env import with_env_defaults
     from study.spec import load_spec
 
     if isinstance(spec, StudySpec):
@@ -363,5 +378,13 @@ def launch(
         parsed = parse_spec(spec)
     else:
         parsed = load_spec(spec)
+    parsed = with_env_defaults(parsed, overrides.get("storage"), overrides.get("tracking_uri"))
     prep = prepare(parsed.with_overrides(**overrides))
-    return run(prep, executor=ray_executor(address), listener=listener, say=lambda m: print(m, file=sys.stderr))
+
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
+    warning = local_storage_warning(prep.storage_url, address)
+    if warning:
+        say(warning)
+    return run(prep, executor=ray_executor(address), listener=listener, say=say)

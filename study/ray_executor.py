@@ -13,6 +13,7 @@ out of the terminal) or connects to an existing cluster with ``address``.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import ray
@@ -42,14 +43,24 @@ def start_ray(address: str | None = None, *, threads: int = 1) -> bool:
     return True
 
 
+def _placed(events: Any) -> Any:
+    """The events, with the Ray node id and the GPU ids Ray assigned added to ``start``."""
+    for event in events:
+        if event[0] == "start":
+            gpus = ",".join(str(g) for g in ray.get_gpu_ids())
+            node = ray.get_runtime_context().get_node_id()
+            event = ("start", {**event[1], "node_id": node, "gpu_ids": gpus, "started_at": f"{time.time():.3f}"})
+        yield event
+
+
 @ray.remote(max_retries=0)
 def _run_trial(config: TrainConfig, data: Dataset, backend: str, device: str, threads: int) -> Any:
-    yield from trial_events(config, data, backend=backend, device=device, threads=threads)
+    yield from _placed(trial_events(config, data, backend=backend, device=device, threads=threads))
 
 
 @ray.remote(max_retries=0)
 def _run_fn(fn: TrialFn, number: int, config: TrainConfig, data: Dataset) -> Any:
-    yield from fn(number, config, data)
+    yield from _placed(fn(number, config, data))
 
 
 class RayExecutor:

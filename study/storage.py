@@ -87,6 +87,11 @@ def _scheme(url: str) -> str:
     return m.group(1).lower() if m else ""
 
 
+def is_local_file(url: str | None) -> bool:
+    """True for a journal or SQLite file (one machine's disk); False for a database server."""
+    return _scheme(resolve(url)) in ("journal", "sqlite")
+
+
 def check(url: str | None, *, must_exist: bool = False) -> str:
     """Validate `url` (resolved) without creating anything; return the resolved URL.
 

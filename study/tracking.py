@@ -169,6 +169,14 @@ class Tracker:
         self._queue_params(run.info.run_id, flatten(params))
         return run.info.run_id
 
+    def tag_trial(self, number: int, tags: dict[str, str]) -> None:
+        """Queue tags for a running trial's run (where it runs)."""
+        from mlflow.entities import RunTag
+
+        run_id = self.runs.get(number)
+        if run_id is not None:
+            self._tags[run_id].extend(RunTag(k, str(v)[:4000]) for k, v in tags.items())
+
     def log_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
         self._queue_metrics(self.runs[number], metrics, epoch)
 

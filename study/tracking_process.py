@@ -36,6 +36,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from study.storage import mask
 from study.tracking import Tracker, TrackingFailure
 
 _SYNC = ("end_study", "flush", "trial_runs", "fix_run")
@@ -147,7 +148,8 @@ class TrackerProcess:
             self._check_dead()
             raise
         if msg == "error":
-            raise TrackingFailure(f"MLflow ({self.uri}): {value}")
+            shown = mask(self.uri)
+            raise TrackingFailure(f"MLflow ({shown}): {str(value).replace(self.uri, shown)}")
         if msg == "parent":
             self.parent_id = value
             if self.on_parent is not None:
@@ -189,6 +191,9 @@ class TrackerProcess:
 
     def start_trial(self, number: int, params: dict[str, Any], tags: dict[str, str]) -> None:
         self._call("start_trial", number, params, tags)
+
+    def tag_trial(self, number: int, tags: dict[str, str]) -> None:
+        self._call("tag_trial", number, tags)
 
     def log_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
         self._call("log_epoch", number, epoch, metrics)
