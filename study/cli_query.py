@@ -90,7 +90,9 @@ def _best(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     objective = ", ".join(handle.objectives)
-    table = Table(title=f"{handle.name}: best {len(df)} by {objective} ({args.scope} epoch)")
+    table = Table(
+        title=f"{handle.name}: best {len(df)} by {objective}" + (f" ({args.scope} epoch)" if len(handle.objectives) == 1 else "")
+    )
     for c in cols:
         table.add_column(
             c, justify="right" if c not in ("state", "stop_reason", "optimizer", "activation", "schedule", "run_id") else "left"
@@ -113,7 +115,10 @@ def _fmt(v: Any) -> str:
 
 def _report(args: argparse.Namespace) -> int:
     handle = _load(args)
-    rep = handle.report(args.output)
+    try:
+        rep = handle.report(args.output)
+    except OSError as e:
+        raise SpecError(f"--output {args.output or handle.name + '-report.html'!r}: {e.strerror or e}") from None
     print(f"report: {rep.html_path} ({len(rep.figures)} figures)")
     if handle.parent_run_id:
         print(f"logged to MLflow run {handle.parent_run_id} (artifacts report/) in {handle.tracking_uri}")

@@ -351,6 +351,8 @@ def spec_from_storage(name: str, storage: str | None) -> StudySpec:
     if not data:
         raise SpecError(f"study {name!r} in {storage_mod.mask(url)!r} was not launched by hpstudy (no spec recorded)")
     data["storage"] = storage
+    if data.get("objectives"):  # the record dumps the unused default `objective` too
+        data.pop("objective", None)
     return parse_spec(data, source=f"stored spec of {name!r}")
 
 

@@ -14,6 +14,7 @@ works while the study is still running; each call reads the stores afresh.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -65,6 +66,14 @@ class StudyHandle:
         uri = tracking_uri or self.spec.tracking_uri
         if "***" in uri:
             raise SpecError(f"the stored tracking URI {uri!r} had a password: pass tracking_uri= (or --tracking-uri) again")
+        from study import tracking
+
+        tracking.check(uri)
+        if uri.startswith("sqlite:///") and not os.path.isfile(uri.removeprefix("sqlite:///")):
+            raise SpecError(
+                f"tracking_uri {uri!r}: no such MLflow database here (a relative path is relative to the folder the "
+                "study was launched from; run from there or pass --tracking-uri)"
+            )
         self.tracking_uri = uri
         self.objectives = [o.metric for o in self.spec.all_objectives]
         self.directions = self.spec.directions
@@ -113,7 +122,7 @@ class StudyHandle:
     def trials(self, states: Iterable[str] | None = None, *, with_runs: bool = True) -> pd.DataFrame:
         """One row per trial: number, objective value(s), state, stop reason, every
         configuration field, best and stopped epoch, generalization gap at the best epoch,
-        parameter count, MLflow run id. Sorted best first (unfinished trials last)."""
+        parameter count, MLflow run id. Completed trials best first, then the others by number."""
         wanted = {s.upper() for s in states} if states else None
         runs = self.runs() if with_runs else {}
         rows = []
@@ -157,7 +166,10 @@ class StudyHandle:
             row.setdefault(f"param_{p}", v)
         return row
 
-    def _sort(self, df: pd.DataFrame, column: str = "value") -> pd.DataFrame:
+    def _sort(self, df: pd.DataFrame, column: str | None = None) -> pd.DataFrame:
+        """Completed trials best first by `column` (default: the first objective), then the
+        others (pruned, failed, running) by number."""
+        column = column or self._value_columns()[0]
         if column not in df or df.empty:
             return df.reset_index(drop=True)
         asc = self.directions[0] == "minimize"
@@ -171,10 +183,14 @@ class StudyHandle:
         curves when the study was scored the other way)."""
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+        if len(self.objectives) > 1 and scope != "best":
+            raise ValueError(
+                f"scope={scope!r} needs a single-objective study; {self.name!r} has {len(self.objectives)} objectives"
+            )
         df = self.trials(states=["COMPLETE"])
         metric = self.objectives[0]
         if len(self.objectives) == 1 and scope != self.spec.objective.scope and not df.empty and metric != "n_params":
-            curves = self.curves(df["number"].tolist(), keys=[metric])
+            curves = self.curves(df["number"].tolist(), keys=[metric]).reindex(columns=["trial", "epoch", metric])
             epoch = "stopped_epoch" if scope == "last" else "best_epoch"
             at = df[["number", epoch]].merge(curves, left_on=["number", epoch], right_on=["trial", "epoch"], how="left")
             df = df.assign(value=at[metric].to_numpy())
@@ -314,6 +330,9 @@ class StudyHandle:
         curves = self.curves()
         importance = self.importance() if len(self.objectives) == 1 else {}
         monitor = "val_acc" if self.objectives[0] == "val_acc" else "val_loss"
+        value = self._value_columns()[0]
+        if value != "value":  # the report ranks by the first objective
+            trials = trials.rename(columns={value: "value"})
         rep = build_report(
             self.name,
             trials,

@@ -17,6 +17,23 @@ from trainers.loop import iter_train
 
 
 def _parse_value(field: dataclasses.Field, text: str) -> Any:
+    try:
+        return _convert(field, text)
+    except ValueError as e:
+        if str(e).startswith(field.name):
+            raise
+        raise ValueError(f"{field.name} must be {_kind(field)}, got {text!r}") from None
+
+
+def _kind(field: dataclasses.Field) -> str:
+    if field.name == "width":
+        return "an integer or comma-separated integers (one per hidden layer)"
+    if field.name == "patience":
+        return "an integer or none"
+    return "an integer" if isinstance(field.default, int) else "a number"
+
+
+def _convert(field: dataclasses.Field, text: str) -> Any:
     default = field.default
     if text.lower() == "none":
         return None

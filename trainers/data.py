@@ -213,10 +213,9 @@ def split(
         n_val = max(1, round(val * len(idx)))
         n_test = max(1, round(test * len(idx))) if test > 0 else 0
         if len(idx) - n_val - n_test < 1:
-            need = 1 + 1 + (1 if test > 0 else 0)
             raise DataError(
-                f"{source}: class {int(c)} has {len(idx)} sample(s); the split (val={val}, test={test}) "
-                f"needs at least {need} per class"
+                f"{source}: class {int(c)} has {len(idx)} sample(s); the split (val={val}, test={test}) takes "
+                f"{n_val} + {n_test} of them and leaves none for training; give more samples or smaller fractions"
             )
         parts[1].append(idx[:n_val])
         parts[2].append(idx[n_val : n_val + n_test])
@@ -238,8 +237,10 @@ def load_dataset(
     if name in _GENERATORS:
         try:
             X, y = _GENERATORS[name](seed=seed, **generator_args)
-        except TypeError as e:
-            raise DataError(f"{name}: bad generator argument ({e})") from None
+        except DataError:
+            raise
+        except (TypeError, ValueError) as e:
+            raise DataError(f"{name}: bad generator argument(s) {generator_args} ({e})") from None
     elif name == "digits":
         if generator_args:
             raise DataError(f"digits takes no generator arguments, got {sorted(generator_args)}")

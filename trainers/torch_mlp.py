@@ -253,7 +253,8 @@ class TorchBackend:
             self.opt.step(lr)
             total += value
             count += 1
-        count = max(count, 1)
+        if count == 0:  # the first batch already diverged
+            return math.nan, finite, [math.nan] * self.n_layers
         return total / count, finite, (norms / count).tolist()
 
     @torch.no_grad()

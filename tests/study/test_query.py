@@ -287,3 +287,43 @@ def test_pruning_audit_compares_pruned_trials_at_their_rung(tmp_path) -> None:
         p = pruned[pruned["number"] == a["trial"]].iloc[0]
         assert a["step"] == p["pruned_step"] and a["value"] == pytest.approx(p["pruned_value"])
         assert a["n_compared"] >= 1
+
+
+def test_multi_objective_study_loads_ranks_and_reports(tmp_path) -> None:
+    (tmp_path / "space.yaml").write_text(SPACE)
+    raw = {
+        "name": "multi",
+        "dataset": "digits",
+        "space": str(tmp_path / "space.yaml"),
+        "objectives": [{"metric": "val_acc"}, {"metric": "n_params"}],
+        "trials": 6,
+        "concurrency": 2,
+        "sampler": {"name": "random", "seed": 2},
+        "storage": f"journal:{tmp_path / 'optuna.journal'}",
+        "tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
+    prep = engine.prepare(parse_spec(raw, source="test"))
+    assert engine.run(prep, executor=_in_process, say=lambda m: None, flush_seconds=0.0).finished
+    h = study.load("multi", storage=raw["storage"])  # the stored spec reads back
+    assert h.directions == ["maximize", "minimize"]
+    best = h.best_trials(k=6)
+    assert best["value_0"].tolist() == sorted(best["value_0"].tolist(), reverse=True)  # val_acc, maximized
+    front = h.pareto_front()
+    assert 1 <= len(front) <= 6 and set(front["number"]) <= set(best["number"])
+    with pytest.raises(ValueError, match="needs a single-objective study"):
+        h.best_trials(scope="last")
+    rep = h.report(str(tmp_path / "multi.html"))
+    assert rep.html_path.is_file() and rep.figures
+
+
+def test_a_tracking_store_that_is_not_there_is_an_error_not_a_new_store(finished, tmp_path) -> None:
+    from study.spec import SpecError
+
+    missing = tmp_path / "nodir" / "m.db"
+    with pytest.raises(SpecError, match="does not exist"):
+        study.load("q", storage=finished["storage"], tracking_uri=f"sqlite:///{missing}")
+    with pytest.raises(SpecError, match="no such MLflow database"):
+        study.load("q", storage=finished["storage"], tracking_uri=f"sqlite:///{tmp_path / 'm.db'}")
+    with pytest.raises(SpecError, match="unknown kind of URI"):
+        study.load("q", storage=finished["storage"], tracking_uri="foo://x")
+    assert not (tmp_path / "nodir").exists() and not (tmp_path / "m.db").exists()

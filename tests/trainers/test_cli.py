@@ -24,3 +24,13 @@ def test_bad_value_exits_2_with_one_message() -> None:
     assert p.stderr.strip() == "error: dropout must be in [0, 1), got 1.5"
     p = run("--dataset", "nope.npz")
     assert p.returncode == 2 and "nope.npz" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_unparsable_flag_names_the_field() -> None:
+    for args, message in [
+        (("--depth", "abc"), "error: depth must be an integer, got 'abc'"),
+        (("--width", "3,x"), "error: width must be an integer or comma-separated integers"),
+        (("--lr", "fast"), "error: lr must be a number, got 'fast'"),
+    ]:
+        p = run(*args)
+        assert p.returncode == 2 and p.stderr.startswith(message), p.stderr

@@ -98,7 +98,7 @@ def test_data_errors_name_the_problem(tmp_path) -> None:
     assert "only one class" in _err(tmp_path, X=X, y=np.zeros(30, int))
     assert "X has 30 rows but y has 29" in _err(tmp_path, X=X, y=y[:29])
     assert "features must be numeric" in _err(tmp_path, X=np.array([["a", "b"]] * 30), y=y)
-    assert "needs at least" in _err(tmp_path, X=X[:4], y=np.array([0, 0, 0, 1]))
+    assert "leaves none for training" in _err(tmp_path, X=X[:4], y=np.array([0, 0, 0, 1]))
     with pytest.raises(DataError, match="cannot load without pickle"):
         np.savez(tmp_path / "obj.npz", X=np.array([{"a": 1}] * 30, dtype=object), y=y)
         load_dataset(str(tmp_path / "obj.npz"))
@@ -119,3 +119,14 @@ def test_csv_errors(tmp_path) -> None:
 def test_split_fraction_errors() -> None:
     with pytest.raises(DataError, match="split fractions"):
         load_dataset("digits", val=0.6, test=0.5)
+    with pytest.raises(DataError, match="takes 4 \\+ 1 of them and leaves none"):
+        from_arrays(np.zeros((10, 2)) + np.arange(10)[:, None], np.arange(10) % 2, val=0.7, test=0.2)
+
+
+def test_bad_generator_arguments_are_data_errors() -> None:
+    with pytest.raises(DataError, match="gaussian_mixture: bad generator argument"):
+        load_dataset("gaussian_mixture", n_classes=0)
+    with pytest.raises(DataError, match="bad generator argument"):
+        load_dataset("spirals", n_samples=-5)
+    with pytest.raises(DataError, match="bad generator argument"):
+        load_dataset("rings", colour="red")

@@ -43,11 +43,25 @@ def test_linear_warmup_then_schedule() -> None:
 
 def test_min_lr_floors_every_schedule() -> None:
     assert min(lrs(lr=1.0, epochs=10, schedule="exponential", gamma=0.1, min_lr=0.01)) == 0.01
+    assert lrs(lr=1.0, epochs=6, warmup_epochs=4, min_lr=0.5)[:4] == [0.5, 0.5, 0.75, 1.0]  # warm-up too
 
 
 def test_schedules_are_pure_functions_of_the_epoch() -> None:
     cfg = TrainConfig(lr=0.3, epochs=9, schedule="cosine", warmup_epochs=2)
     assert [lr_at(cfg, e) for e in (5, 3, 5)] == [lr_at(cfg, 5), lr_at(cfg, 3), lr_at(cfg, 5)]
+
+
+def test_reduce_on_plateau_is_torchs_with_patience_minus_one() -> None:
+    import torch  # the test set-up installs it; missing torch fails here, loudly
+
+    cfg = TrainConfig(lr=1.0, epochs=10, schedule="reduce_on_plateau", gamma=0.5, plateau_patience=2)
+    p = Plateau(cfg)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    ref = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=1, threshold=0.0, threshold_mode="abs")
+    for e, v in enumerate([1.0, 0.9, 0.95, 0.93, 0.92, 0.91, 0.8, 0.85, 0.86], start=1):
+        assert p.lr(e) == pytest.approx(opt.param_groups[0]["lr"])
+        p.update(v)
+        ref.step(v)
 
 
 def test_reduce_on_plateau_cuts_after_patience_bad_epochs() -> None:

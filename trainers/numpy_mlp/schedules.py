@@ -26,7 +26,7 @@ def lr_at(config: TrainConfig, epoch: int) -> float:
     """The learning rate used for every step of epoch `epoch` (1-based)."""
     c = config
     if epoch <= c.warmup_epochs:
-        return c.lr * epoch / c.warmup_epochs
+        return max(c.lr * epoch / c.warmup_epochs, c.min_lr)
     t = epoch - c.warmup_epochs - 1
     if c.schedule == "step":
         lr = c.lr * c.gamma ** (t // c.step_size)
@@ -44,8 +44,11 @@ class Plateau:
     """Reduce-on-plateau state: the factor applied on top of `lr_at`.
 
     ``update(value)`` takes the monitored metric after an epoch; when it has not improved
-    by more than ``min_delta`` for ``plateau_patience`` epochs the factor is multiplied by
-    ``gamma`` and the count restarts (as ``torch.optim.lr_scheduler.ReduceLROnPlateau``).
+    by more than ``min_delta`` for ``plateau_patience`` epochs in a row the factor is
+    multiplied by ``gamma`` and the count restarts. In torch's terms this is
+    ``ReduceLROnPlateau(patience=plateau_patience - 1, threshold_mode="abs",
+    threshold=min_delta, factor=gamma)``: torch cuts after *more than* `patience` bad epochs,
+    we after `plateau_patience` of them, the same count as early stopping's `patience`.
     """
 
     def __init__(self, config: TrainConfig) -> None:

@@ -55,7 +55,8 @@ class NumpyBackend:
             opt.step(net.flat, g, lr)
             total += loss
             count += 1
-        count = max(count, 1)
+        if count == 0:  # the first batch already diverged
+            return math.nan, finite, [math.nan] * net.n_layers
         return total / count, finite, [v / count for v in norms]
 
     def evaluate(self, split: str) -> tuple[float, float, float]:
