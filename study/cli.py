@@ -62,6 +62,14 @@ def parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="counts by state, best so far, running trials")
     status.add_argument("name")
     status.add_argument("--storage", help=f"Optuna storage URL (default: env {STORAGE_ENV}, else .hpstudy/optuna.journal)")
+    sync = sub.add_parser("sync", help="fill MLflow in from Optuna storage (after an MLflow outage); idempotent")
+    sync.add_argument("name")
+    sync.add_argument("--storage", help=f"Optuna storage URL (default: env {STORAGE_ENV}, else .hpstudy/optuna.journal)")
+    sync.add_argument(
+        "--tracking-uri",
+        dest="tracking_uri",
+        help=f"MLflow tracking URI (default: the study's, else env {TRACKING_ENV} when the stored one had a password)",
+    )
     sub.add_parser("spaces", help="list the built-in search spaces")
     space = sub.add_parser("space", help="about one search space")
     space_sub = space.add_subparsers(dest="space_command", required=True)
@@ -82,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "status":
             return _status(args)
+        if args.command == "sync":
+            return _sync(args)
         if args.command == "spaces":
             return _spaces()
         if args.command in ("best", "report", "ui"):
@@ -171,6 +181,26 @@ def _status(args: argparse.Namespace) -> int:
     url = storage.check(args.storage, must_exist=True)
     study = optuna.load_study(study_name=args.name, storage=storage.open_storage(url))
     print(render(summarize(study, spec.trials), ", ".join(o.metric for o in spec.all_objectives)))
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from study import engine
+    from study.sync import sync
+
+    tracking = args.tracking_uri
+    if tracking is None:
+        tracking = with_env_defaults(engine.spec_from_storage(args.name, args.storage), args.storage, None).tracking_uri
+    r = sync(args.name, args.storage, tracking)
+    print(
+        f"synced {args.name} to MLflow ({mask(tracking)}): {len(r.created)} run(s) created, {len(r.fixed)} completed, "
+        f"{r.points} epoch point(s) of the objective metric filled in from Optuna"
+        + (", parent run closed" if r.parent_closed else "")
+    )
+    if r.created or r.points:
+        print("  (Optuna keeps the objective metric per epoch only: the other metrics of undelivered epochs are not in MLflow)")
+    if r.skipped:
+        print(f"  {len(r.skipped)} finished trial(s) of a driver still running were left to it: sync again once it ends")
     return 0
 
 

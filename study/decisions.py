@@ -11,12 +11,27 @@ Counting: a study is done when ``trials`` trials are *finished*: in a final stat
 (COMPLETE, PRUNED or FAIL) and not re-run. A trial whose worker died (up to ``retries``
 times) or that was interrupted is marked ``retried`` and its parameters are enqueued; the
 new trial carries ``retry_of`` (the earlier trial's number) and counts instead.
+
+Several drivers on one study (``shared``: a database server as storage): each trial records
+the driver that asked for it (user attr ``driver``, ``host:pid``), and each driver beats
+(study user attr ``hpstudy.beat.<driver>``, a timestamp, every `BEAT_SECONDS`). Before a
+new trial is asked for, the finished and running trials of *all* drivers are counted, under
+a database lock (PostgreSQL advisory lock, MySQL ``GET_LOCK``) held from the count to the
+ask, so two drivers never both take the last slot: the study ends with exactly ``trials``
+counted trials. A resuming driver re-runs only the RUNNING trials of drivers that are gone
+(same host and process dead, or no beat for `STALE_SECONDS`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import socket
+import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -27,6 +42,31 @@ from study.outcomes import Outcome
 from study.spec import SpecError, StudySpec
 
 FINAL = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+BEAT_ATTR = "hpstudy.beat."
+BEAT_SECONDS = 10.0
+STALE_SECONDS = 60.0
+
+
+def driver_id() -> str:
+    """This process as a driver: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def driver_gone(driver: str, beats: dict[str, Any], now: float | None = None) -> bool:
+    """Whether the driver ``host:pid`` has stopped: on this host, its process is gone;
+    elsewhere, its last beat is older than `STALE_SECONDS` (or it never beat)."""
+    host, _, pid = driver.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            pass
+        else:
+            return not beats.get(driver)  # alive unless it said it ended (beat 0)
+    beat = beats.get(driver)
+    return not isinstance(beat, (int, float)) or (now or time.time()) - beat > STALE_SECONDS
 
 
 def trial_seed(study_seed: int, number: int) -> int:
@@ -131,21 +171,47 @@ def is_counted(t: FrozenTrial) -> bool:
 class Decisions:
     """Ask, report, tell: every Optuna write of a running study."""
 
-    def __init__(self, study: optuna.Study, spec: StudySpec, space: Any, n_inputs: int, n_classes: int) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        spec: StudySpec,
+        space: Any,
+        n_inputs: int,
+        n_classes: int,
+        *,
+        shared_url: str | None = None,
+    ) -> None:
         self.study = study
         self.spec = spec
         self.space = space
         self.n_inputs = n_inputs
         self.n_classes = n_classes
         self.counted = sum(is_counted(t) for t in study.get_trials(deepcopy=False))
+        self.driver = driver_id()
+        self.shared = shared_url is not None
+        self._lock = _StudyLock(shared_url, spec.name) if shared_url is not None else None
+        self._beat_at = 0.0
+        if self.shared:
+            self.beat()
 
     @property
     def target(self) -> int:
         return self.spec.trials
 
-    def ask(self) -> tuple[optuna.Trial, Any, str]:
-        """A new trial and its `TrainConfig`, or None and the error that prevented one."""
-        trial = self.study.ask()
+    def ask(self) -> tuple[optuna.Trial, Any, str] | None:
+        """A new trial and its `TrainConfig` (None and the error that prevented one), or None
+        when the study needs no more trials (several drivers: counting all of them)."""
+        if self._lock is None:
+            trial = self.study.ask()
+        else:
+            with self._lock.held():
+                trials = self.study.get_trials(deepcopy=False)
+                self.counted = sum(is_counted(t) for t in trials)
+                running = sum(t.state == TrialState.RUNNING and not t.user_attrs.get("retried") for t in trials)
+                if self.counted + running >= self.target:
+                    return None
+                trial = self.study.ask()
+        trial.set_user_attr("driver", self.driver)
         seed = trial_seed(self.spec.seed, trial.number)
         trial.set_user_attr("seed", seed)
         try:
@@ -190,10 +256,32 @@ class Decisions:
     def enqueue_retry(self, number: int, params: dict[str, Any], attempt: int) -> None:
         self.study.enqueue_trial(params, user_attrs={"retry_of": number, "attempt": attempt}, skip_if_exists=False)
 
+    # -- several drivers -----------------------------------------------------------------
+    def beats(self) -> dict[str, Any]:
+        attrs = self.study._storage.get_study_user_attrs(self.study._study_id)
+        return {k.removeprefix(BEAT_ATTR): v for k, v in attrs.items() if k.startswith(BEAT_ATTR)}
+
+    def beat(self, ended: bool = False) -> None:
+        """Say this driver is alive (every `BEAT_SECONDS` at most), or that it ended."""
+        now = time.time()
+        if self.shared and (ended or now - self._beat_at >= BEAT_SECONDS):
+            self.study.set_user_attr(BEAT_ATTR + self.driver, 0 if ended else now)
+            self._beat_at = now
+
+    def orphaned(self, t: FrozenTrial, beats: dict[str, Any]) -> bool:
+        """Whether no live driver owns trial `t` (always, with one driver per study)."""
+        owner = t.user_attrs.get("driver")
+        return not self.shared or owner is None or owner == self.driver or driver_gone(owner, beats)
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+
     def reconcile(self) -> list[FrozenTrial]:
-        """Trials a killed driver left RUNNING become FAIL/interrupted and are enqueued again.
-        Returns them (as they were)."""
-        left = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        """Trials a killed driver left RUNNING become FAIL/interrupted and are enqueued again
+        (with several drivers: only those of drivers that are gone). Returns them (as they were)."""
+        beats = self.beats() if self.shared else {}
+        left = [t for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if self.orphaned(t, beats)]
         storage = self.study._storage
         for t in left:
             for k, v in {
@@ -206,3 +294,40 @@ class Decisions:
             storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             self.enqueue_retry(t.number, t.params, int(t.user_attrs.get("attempt", 0)))
         return left
+
+
+class _StudyLock:
+    """A lock on one study shared by every driver using the same database: a PostgreSQL
+    session advisory lock, or MySQL's ``GET_LOCK``, on a connection of its own."""
+
+    def __init__(self, url: str, name: str) -> None:
+        import sqlalchemy
+
+        self.engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        self.conn = self.engine.connect()
+        self.mysql = self.engine.dialect.name in ("mysql", "mariadb")
+        digest = hashlib.sha256(f"hpstudy:{name}".encode()).digest()
+        self.key = int.from_bytes(digest[:8], "big", signed=True)
+        self.name = f"hpstudy:{digest.hex()[:40]}"
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        from sqlalchemy import text
+
+        if self.mysql:
+            self.conn.execute(text("SELECT GET_LOCK(:n, 60)"), {"n": self.name})
+        else:
+            self.conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
+        self.conn.commit()
+        try:
+            yield
+        finally:
+            if self.mysql:
+                self.conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": self.name})
+            else:
+                self.conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+            self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+        self.engine.dispose()

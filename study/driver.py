@@ -108,6 +108,7 @@ class Driver:
                 for event in self.executor.poll(self.tick):
                     self._handle(event)
                 self._check_timeouts()
+                self.decisions.beat()
                 self.tracker.maybe_flush()
                 self.listener.on_tick(self)
             if self.stop_requested:
@@ -121,7 +122,10 @@ class Driver:
 
     def _fill(self) -> None:
         while len(self.running) < self.concurrency and self.remaining > 0 and not self.stop_requested:
-            trial, config, error = self.decisions.ask()
+            asked = self.decisions.ask()
+            if asked is None:  # other drivers of this study hold or finished the rest
+                break
+            trial, config, error = asked
             number = trial.number
             tags = {"seed": str(trial.user_attrs.get("seed")), "attempt": str(trial.user_attrs.get("attempt", 0))}
             if "retry_of" in trial.user_attrs:

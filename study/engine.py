@@ -165,13 +165,16 @@ def open_study(prep: Prepared, *, resume: bool) -> tuple[optuna.Study, bool]:
         )
     storage = storage_mod.open_storage(prep.storage_url)
     if not exists:
-        study = optuna.create_study(
-            study_name=spec.name,
-            storage=storage,
-            sampler=make_sampler(spec),
-            pruner=make_pruner(spec),
-            directions=_directions(spec),
-        )
+        try:
+            study = optuna.create_study(
+                study_name=spec.name,
+                storage=storage,
+                sampler=make_sampler(spec),
+                pruner=make_pruner(spec),
+                directions=_directions(spec),
+            )
+        except optuna.exceptions.DuplicatedStudyError:  # another driver created it just now
+            return open_study(prep, resume=resume)
         study.set_user_attr(SPEC_ATTR, _spec_record(spec))
         study.set_user_attr(UID_ATTR, uuid.uuid4().hex)
         for params in spec.enqueue:
@@ -185,22 +188,31 @@ def open_study(prep: Prepared, *, resume: bool) -> tuple[optuna.Study, bool]:
                 f"study {spec.name!r} already exists with a different {', '.join(diff)}; "
                 f"run `study resume {spec.name}` to continue it, or give the new study another name"
             )
-        pid = _driver_alive(probe)
-        if pid is not None:
-            raise SpecError(f"study {spec.name!r} is being run by process {pid} on this machine; stop it first")
+        pid = _driver_alive(probe) if storage_mod.is_local_file(prep.storage_url) else None
+        if pid is not None:  # a database server lets several drivers share a study (see study.decisions)
+            raise SpecError(
+                f"study {spec.name!r} is being run by process {pid} on this machine; stop it first "
+                "(a study in a PostgreSQL or MySQL storage can have several drivers)"
+            )
         n = len(probe.get_trials(deepcopy=False))
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=make_sampler(spec, n), pruner=make_pruner(spec))
-    study.set_user_attr(DRIVER_ATTR, {"host": socket.gethostname(), "pid": os.getpid()})
+    if storage_mod.is_local_file(prep.storage_url):
+        study.set_user_attr(DRIVER_ATTR, {"host": socket.gethostname(), "pid": os.getpid()})
     return study, not exists
 
 
-def reconcile_tracking(study: optuna.Study, tracker: tracking.Tracker | TrackerProcess) -> int:
+def reconcile_tracking(
+    study: optuna.Study, tracker: tracking.Tracker | TrackerProcess, mine: Callable[[Any], bool] | None = None
+) -> int:
     """Make every trial's MLflow run agree with Optuna: runs left RUNNING get their trial's
-    state and stop reason; finished trials without a run get one. Returns runs fixed."""
+    state and stop reason; finished trials without a run get one. Returns runs fixed.
+    `mine(trial)`: only those trials (not another live driver's, whose writes are in flight)."""
     runs = tracker.trial_runs()
     fixed = 0
     for t in study.get_trials(deepcopy=False):
         if t.state not in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL):
+            continue
+        if mine is not None and not mine(t):
             continue
         tags = {k: str(v) for k, v in t.user_attrs.items() if k in ("stop_reason", "error", "seed", "retry_of", "reconciled")}
         run = runs.get(t.number)
@@ -305,10 +317,30 @@ def _drive(
     tracker.start_study(
         spec.name, record, yaml.safe_dump(record, sort_keys=False), attrs.get(PARENT_ATTR), attrs.get(UID_ATTR, "")
     )
-    decisions = Decisions(study, spec, prep.space, prep.data.n_features, prep.data.n_classes)
+    shared = None if storage_mod.is_local_file(prep.storage_url) else prep.storage_url
+    decisions = Decisions(study, spec, prep.space, prep.data.n_features, prep.data.n_classes, shared_url=shared)
+    try:
+        return _drive_with(prep, study, is_new, tracker, ex, decisions, listener=listener, say=say)
+    finally:
+        decisions.close()
+
+
+def _drive_with(
+    prep: Prepared,
+    study: optuna.Study,
+    is_new: bool,
+    tracker: tracking.Tracker | TrackerProcess,
+    ex: Executor,
+    decisions: Decisions,
+    *,
+    listener: Listener | None,
+    say: Callable[[str], None],
+) -> RunResult:
+    spec = prep.spec
     if not is_new:
         left = decisions.reconcile()
-        fixed = reconcile_tracking(study, tracker)
+        beats = decisions.beats() if decisions.shared else {}
+        fixed = reconcile_tracking(study, tracker, lambda t: decisions.orphaned(t, beats))
         if left or fixed:
             say(f"reconciled: {len(left)} trial(s) left running re-enqueued; {fixed} MLflow run(s) corrected")
     if spec.is_multi_objective:
@@ -322,8 +354,16 @@ def _drive(
     summary = {"finished": float(sum(is_counted(t) for t in trials))}
     if driver.best is not None:
         summary["best_value"] = driver.best[1][0]
-    tracker.end_study("FINISHED" if finished else "KILLED", summary)
-    study.set_user_attr(DRIVER_ATTR, {})
+    lost = tracker.end_study("FINISHED" if finished else "KILLED", summary)
+    if lost:
+        say(
+            f"MLflow ({storage_mod.mask(spec.tracking_uri)}) was unreachable for part of the study: {lost} write(s) were "
+            f"not delivered (Optuna has every result). Once it is back, fill MLflow in with: study sync {spec.name}"
+        )
+    if decisions.shared:
+        decisions.beat(ended=True)
+    else:
+        study.set_user_attr(DRIVER_ATTR, {})
     return RunResult(study, finished, driver)
 
 

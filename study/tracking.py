@@ -211,6 +211,13 @@ class Tracker:
 
         self._params[run_id].extend(Param(k, v) for k, v in params.items())
 
+    def discard(self) -> None:
+        """Drop what is buffered (the server is unreachable; `study sync` fills it in)."""
+        self._metrics.clear()
+        self._params.clear()
+        self._tags.clear()
+        self._last_flush = time.monotonic()
+
     def maybe_flush(self) -> None:
         if time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()

@@ -16,7 +16,9 @@ study.tracking_process``) holding only its two pipe ends, in a session of its ow
 state or descriptors shared with the driver's Ray connection, no re-import of the caller's
 ``__main__``, and the terminal's Ctrl-C goes to the driver alone. The tracking URI goes
 through the pipe, so a password in it never shows in ``ps``. An error in the child stops
-the study at the driver's next call (`TrackingFailure`).
+the study at the driver's next call (`TrackingFailure`), except an MLflow server that stops
+answering: the study goes on, the writes meant for it are dropped and counted (`_Outage`),
+and `study sync NAME` fills MLflow in from Optuna afterwards.
 
 For an SQLite tracking store the child puts the database in WAL mode with
 ``synchronous=NORMAL``: one sync per checkpoint instead of several per commit. A crash of
@@ -57,11 +59,82 @@ def _sqlite_pragmas() -> None:
             cur.close()
 
 
+#: Calls about one trial's run: skipped for a trial whose run could not be created.
+_TRIAL_CALLS = ("tag_trial", "log_epoch", "end_trial")
+#: MLflow's HTTP client retries a refused connection for minutes by default; the writer
+#: retries on its own (below), so each request gives up quickly.
+_HTTP_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
+
+
+class _Outage:
+    """An MLflow server that stopped answering: calls are dropped (not queued: Optuna has what
+    `study sync` needs to fill MLflow in) until ``/health`` answers again, probed every
+    `probe_seconds`. Trials whose run could not be created are skipped to their end."""
+
+    def __init__(self, uri: str, probe_seconds: float = 2.0) -> None:
+        self.uri = uri
+        self.probe_seconds = probe_seconds
+        self.down = False
+        self.lost = 0  # calls not delivered
+        self.no_run: set[int] = set()  # trials without a run
+        self._probed = 0.0
+
+    def server_up(self) -> bool:
+        import urllib.request
+
+        self._probed = time.monotonic()
+        try:
+            with urllib.request.urlopen(self.uri.rstrip("/") + "/health", timeout=3) as r:
+                return bool(r.status == 200)
+        except (OSError, ValueError):
+            return False
+
+    def skip(self, name: str, args: tuple[Any, ...], tracker: Tracker) -> bool:
+        """Whether to drop this call (counting it as lost)."""
+        if name in _TRIAL_CALLS and args[0] in self.no_run:
+            if name == "end_trial":
+                self.no_run.discard(args[0])
+            self.lost += 1
+            return True
+        if self.down and time.monotonic() - self._probed >= self.probe_seconds:
+            self.down = not self.server_up()
+        if not self.down:
+            return False
+        self.dropped(name, args, tracker)
+        return True
+
+    def failed(self, name: str, args: tuple[Any, ...], tracker: Tracker) -> bool:
+        """After a call raised: True if the server is down (the call is dropped)."""
+        if self.server_up():
+            return False
+        self.down = True
+        self.dropped(name, args, tracker)
+        return True
+
+    def dropped(self, name: str, args: tuple[Any, ...], tracker: Tracker) -> None:
+        self.lost += 1
+        if name == "start_trial" and args[0] not in tracker.runs:
+            self.no_run.add(args[0])
+        if name == "end_trial":
+            tracker.runs.pop(args[0], None)
+        if name in ("flush", "end_study", "end_trial"):
+            tracker.discard()  # what was buffered is not retried; `study sync` fills it in
+
+
 def _serve(inbox: Connection, outbox: Connection) -> None:
     """The child: open a `Tracker` as the first message says, apply each call to it, flush
-    on a timer and when the driver is gone."""
+    on a timer and when the driver is gone. With an MLflow server (http), an outage does not
+    stop the study: see `_Outage`; the reply to ``end_study`` is the number of calls lost."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _, (uri, flush_seconds) = inbox.recv()
+    outage = _Outage(uri) if uri.startswith(("http://", "https://")) else None
+    if outage is not None:
+        for k, v in _HTTP_ENV.items():
+            os.environ.setdefault(k, v)
     try:
         if uri.startswith("sqlite:"):
             _sqlite_pragmas()
@@ -72,26 +145,48 @@ def _serve(inbox: Connection, outbox: Connection) -> None:
     while True:
         try:
             if not inbox.poll(max(0.0, flush_seconds - (time.monotonic() - tracker._last_flush))):
-                tracker.flush()
+                try:
+                    _apply(tracker, outage, "flush", ())
+                except Exception as e:  # noqa: BLE001 - reported to the driver, which stops
+                    outbox.send(("error", f"flush: {type(e).__name__}: {e}"))
+                    tracker.discard()
                 continue
             name, args = inbox.recv()
         except (EOFError, OSError):  # the driver is gone: keep what it sent, leave runs as they are
-            tracker.flush()
-            tracker.close()
+            try:
+                _apply(tracker, outage, "flush", ())
+            finally:
+                tracker.close()
             return
         if name == "close":  # everything is written and committed: skip the slow interpreter teardown
             tracker.close()
             outbox.send(("reply", None))
             os._exit(0)
         try:
-            result = getattr(tracker, name)(*args)
+            result = _apply(tracker, outage, name, args)
         except Exception as e:  # noqa: BLE001 - reported to the driver, which stops
             outbox.send(("error", f"{name}: {type(e).__name__}: {e}"))
             continue
         if name == "start_study":
             outbox.send(("parent", result))
+        elif name == "end_study":
+            outbox.send(("reply", outage.lost if outage is not None else 0))
         elif name in _SYNC:
             outbox.send(("reply", result))
+
+
+def _apply(tracker: Tracker, outage: _Outage | None, name: str, args: tuple[Any, ...]) -> Any:
+    """One call on the tracker; with an `_Outage`, dropped while the server is down."""
+    if outage is None or name == "trial_runs":  # reconciling needs the server's answer
+        return getattr(tracker, name)(*args)
+    if outage.skip(name, args, tracker):
+        return None
+    try:
+        return getattr(tracker, name)(*args)
+    except Exception:
+        if not outage.failed(name, args, tracker):
+            raise
+        return None
 
 
 class TrackerProcess:
@@ -186,8 +281,9 @@ class TrackerProcess:
     def study_progress(self, metrics: dict[str, float], step: int) -> None:
         self._call("study_progress", metrics, step)
 
-    def end_study(self, status: str, summary: dict[str, float] | None = None) -> None:
-        self._call("end_study", status, summary)
+    def end_study(self, status: str, summary: dict[str, float] | None = None) -> int:
+        """Returns how many writes were lost while an MLflow server was unreachable."""
+        return int(self._call("end_study", status, summary) or 0)
 
     def start_trial(self, number: int, params: dict[str, Any], tags: dict[str, str]) -> None:
         self._call("start_trial", number, params, tags)

@@ -7,7 +7,9 @@ while; and placement: GPU trials only on the GPU node, two of them sharing its o
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +25,7 @@ from optuna.trial import TrialState
 
 from study.decisions import is_counted
 from study.outcomes import MLFLOW_STATUS
+from study.storage import open_storage
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +90,7 @@ def finish(proc: subprocess.Popen[str], timeout: float = 240) -> str:
 
 
 def load(name: str, storage: str) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=storage)
+    return optuna.load_study(study_name=name, storage=open_storage(storage))
 
 
 def wait_for(what: str, cond: Any, proc: subprocess.Popen[str] | None = None, timeout: float = 120) -> Any:
@@ -210,3 +213,95 @@ def test_gpu_trials_run_only_on_the_gpu_node_two_sharing_it(
     # two trials on that GPU at once: each started before the other finished
     spans = sorted((float(t.user_attrs["started_at"]), t.datetime_complete.timestamp()) for t in trials)
     assert any(b_start < a_end for (_, a_end), (b_start, _) in zip(spans, spans[1:], strict=False)), spans
+
+
+# ----------------------------------------------------------------------------- two drivers
+def test_two_drivers_share_a_study_in_postgres(
+    ray_cluster: Any, postgres: Any, mlflow_server: Any, folder: Path, study_cli: str
+) -> None:
+    name = new_name("twodrivers")
+    storage = postgres.create_database(name.replace("-", "_"))
+    spec = write_spec(folder, name, storage, mlflow_server.uri, trials=8, concurrency=2, fixed={"epochs": 150, "width": 32})
+    first = launch(study_cli, spec, ray_cluster.address)
+    wait_for("the first driver's first trial", lambda: load(name, storage).get_trials(), first)
+    second = launch(study_cli, spec, ray_cluster.address)  # same study, same storage, a second process
+    out = finish(second) + finish(first)
+    assert "is being run by process" not in out
+
+    study = load(name, storage)
+    check_recorded(study, mlflow_server.uri, 8)
+    trials = study.get_trials()
+    assert len(trials) == 8  # exactly what was asked: no trial beyond the target, none re-run
+    assert sorted(t.number for t in trials) == list(range(8))
+    drivers = {t.user_attrs["driver"] for t in trials}
+    assert drivers == {f"{socket.gethostname()}:{first.pid}", f"{socket.gethostname()}:{second.pid}"}
+
+
+def test_a_second_driver_on_a_local_storage_file_is_refused(ray_cluster: Any, folder: Path, study_cli: str) -> None:
+    name = new_name("onefile")
+    storage = f"journal:{folder / 'optuna.journal'}"
+    tracking = f"sqlite:///{folder / 'mlflow.db'}"
+    spec = write_spec(folder, name, storage, tracking, trials=3, concurrency=1, fixed={"epochs": 400, "width": 64})
+    first = launch(study_cli, spec, ray_cluster.address)
+    wait_for("the first driver's first trial", lambda: load(name, storage).get_trials(), first)
+    second = subprocess.run(
+        [study_cli, "launch", str(spec), "--address", ray_cluster.address, "--quiet"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert second.returncode == 2 and f"is being run by process {first.pid}" in second.stderr, second.stderr
+    assert second.stderr.count("this machine's disk") == 1  # the local-file warning, once
+    finish(first)
+
+
+# --------------------------------------------------------------------------- MLflow outage
+def sync_cli(study_cli: str, name: str, storage: str) -> str:
+    p = subprocess.run([study_cli, "sync", name], env={**os.environ, "HPSTUDY_STORAGE": storage},
+                       capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert p.returncode == 0, p.stdout + p.stderr
+    return p.stdout
+
+
+def test_mlflow_outage_then_sync(ray_cluster: Any, postgres: Any, mlflow_server: Any, folder: Path, study_cli: str) -> None:
+    name = new_name("outage")
+    storage = postgres.create_database(name.replace("-", "_"))
+    epochs = 1000  # a few seconds a trial: the server goes down while the study still has trials to run
+    spec = write_spec(folder, name, storage, mlflow_server.uri, trials=6, concurrency=2, fixed={"epochs": epochs, "width": 64})
+    proc = launch(study_cli, spec, ray_cluster.address)
+    try:
+        wait_for("a finished trial", lambda: any(t.state.is_finished() for t in load(name, storage).get_trials()), proc)
+        mlflow_server.stop()
+        assert not mlflow_server.is_up()
+        out = finish(proc)  # the study goes on without MLflow
+    finally:
+        if not mlflow_server.is_up():
+            mlflow_server.start()
+    assert "study sync " + name in out, out[-3000:]
+    study = load(name, storage)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6  # nothing reported to Optuna was lost
+    assert all(sorted(t.intermediate_values) == list(range(1, epochs + 1)) for t in trials)
+    by, _ = runs_by_trial(mlflow_server.uri, name)
+    assert len(by) < 6 or any(r[0].info.status == "RUNNING" for r in by.values())  # MLflow missed part of it
+
+    first = sync_cli(study_cli, name, storage)
+    assert "run(s) created" in first and "parent run closed" in first, first
+    runs = check_recorded(study, mlflow_server.uri, 6)
+    client = MlflowClient(mlflow_server.uri)
+    for t in trials:
+        steps = {m.step for m in client.get_metric_history(runs[t.number].info.run_id, "val_loss")}
+        assert steps >= set(t.intermediate_values), t.number
+        assert runs[t.number].data.metrics["objective"] == pytest.approx(t.value)
+        assert runs[t.number].data.params["lr"] == str(t.params["lr"])
+    parent = [
+        r for r in client.search_runs([client.get_experiment_by_name(name).experiment_id]) if "trial_number" not in r.data.tags
+    ]
+    assert [r.info.status for r in parent] == ["FINISHED"]
+
+    again = sync_cli(study_cli, name, storage)  # idempotent
+    assert "0 run(s) created, 0 completed, 0 epoch point(s)" in again and "parent run closed" not in again, again
+    assert {k: v.info.run_id for k, v in check_recorded(study, mlflow_server.uri, 6).items()} == {
+        k: v.info.run_id for k, v in runs.items()
+    }
