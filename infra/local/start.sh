@@ -216,7 +216,7 @@ start_ray() {
     hpstudy_log "Ray head on $RAY_ADDRESS_LOCAL ($HPSTUDY_RAY_HEAD_CPUS CPUs, dashboard 127.0.0.1:$HPSTUDY_RAY_DASHBOARD_PORT)"
     ray_node head --head --port "$HPSTUDY_RAY_PORT" --num-cpus "$HPSTUDY_RAY_HEAD_CPUS" --num-gpus 0 \
         --dashboard-host 127.0.0.1 --dashboard-port "$HPSTUDY_RAY_DASHBOARD_PORT" \
-        --ray-client-server-port "$HPSTUDY_RAY_CLIENT_PORT"
+        --ray-client-server-port "$HPSTUDY_RAY_CLIENT_PORT" --dashboard-agent-listen-port 0
     local i=0 spec cpus gpus
     for spec in $HPSTUDY_RAY_WORKERS; do
         i=$((i + 1))
