@@ -96,27 +96,17 @@ class StudyHandle:
         """The study's MLflow child runs by trial number (the newest when a number repeats)."""
         if not self.parent_run_id:
             return {}
-        from study.tracking import PARENT_TAG
+        from study.tracking import child_runs
 
         exp = self.client.get_experiment_by_name(self.name)
         if exp is None:
             return {}
         out: dict[int, Any] = {}
-        token = None
-        while True:
-            page = self.client.search_runs(
-                [exp.experiment_id],
-                filter_string=f"tags.`{PARENT_TAG}` = '{self.parent_run_id}'",
-                max_results=1000,
-                page_token=token,
-            )
-            for run in page:
-                n = run.data.tags.get("trial_number", "")
-                if n.isdigit() and (int(n) not in out or run.info.start_time > out[int(n)].info.start_time):
-                    out[int(n)] = run
-            token = page.token
-            if not token:
-                return out
+        for run in child_runs(self.client, exp.experiment_id, self.parent_run_id):
+            n = run.data.tags.get("trial_number", "")
+            if n.isdigit() and (int(n) not in out or run.info.start_time > out[int(n)].info.start_time):
+                out[int(n)] = run
+        return out
 
     # -- trials ---------------------------------------------------------------------------
     def trials(self, states: Iterable[str] | None = None, *, with_runs: bool = True) -> pd.DataFrame:

@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 from study.spec import SpecError
@@ -94,6 +95,19 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             out[key] = str(v)[:6000]
     return out
+
+
+def child_runs(client: Any, experiment_id: str, parent_id: str) -> Iterator[Any]:
+    """Every MLflow run nested under run `parent_id` (paged search, 1000 a page)."""
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_id}'", max_results=1000, page_token=token
+        )
+        yield from page
+        token = page.token
+        if not token:
+            return
 
 
 class Tracker:
@@ -241,27 +255,17 @@ class Tracker:
     # -- reconciliation -----------------------------------------------------------------
     def trial_runs(self) -> dict[int, dict[str, str]]:
         """Every child run of the current parent by trial number: its run id, status and
-        ``state`` tag (paged search)."""
+        ``state`` tag."""
         out: dict[int, dict[str, str]] = {}
-        token = None
-        while True:
-            page = self.client.search_runs(
-                [self.experiment_id],
-                filter_string=f"tags.`{PARENT_TAG}` = '{self.parent_id}'",
-                max_results=1000,
-                page_token=token,
-            )
-            for run in page:
-                number = run.data.tags.get("trial_number")
-                if number is not None and number.isdigit():
-                    out[int(number)] = {
-                        "run_id": run.info.run_id,
-                        "status": run.info.status,
-                        "state": run.data.tags.get("state", ""),
-                    }
-            token = page.token
-            if not token:
-                return out
+        for run in child_runs(self.client, self.experiment_id, self.parent_id):
+            number = run.data.tags.get("trial_number")
+            if number is not None and number.isdigit():
+                out[int(number)] = {
+                    "run_id": run.info.run_id,
+                    "status": run.info.status,
+                    "state": run.data.tags.get("state", ""),
+                }
+        return out
 
     def fix_run(self, run_id: str, state: str, status: str, tags: dict[str, str]) -> None:
         """Set a left-over run's tags and status to its trial's (reconciliation)."""
