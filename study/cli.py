@@ -4,6 +4,10 @@
                            [--tracking-uri URI] [--quiet]
     study resume NAME      [same flags]
     study status NAME      [--storage URL]
+    study submit SPEC.yaml --address http://HEAD:8265 [--trials N] [--concurrency N] [--storage URL]
+                           [--tracking-uri URI]        (prints the Ray job id)
+    study status --job JOB_ID --address http://HEAD:8265
+    study logs JOB_ID      --address http://HEAD:8265 [--follow]
     study sync NAME        [--storage URL] [--tracking-uri URI]
     study spaces
     study space show NAME
@@ -59,8 +63,21 @@ def parser() -> argparse.ArgumentParser:
     resume = sub.add_parser("resume", help="continue a stopped or killed study")
     resume.add_argument("name")
     _common(resume)
-    status = sub.add_parser("status", help="counts by state, best so far, running trials")
-    status.add_argument("name")
+    submit = sub.add_parser("submit", help="run the study's driver on a Ray cluster as a Ray Job; prints the job id")
+    submit.add_argument("spec", help="YAML spec file")
+    submit.add_argument("--address", help="Ray dashboard / Jobs API, http://HEAD:8265 (default: env HPSTUDY_RAY_DASHBOARD)")
+    submit.add_argument("--trials", type=int, help="number of finished trials to reach (overrides the spec)")
+    submit.add_argument("--concurrency", type=int, help="trials in flight (default: what the Ray cluster's CPUs hold)")
+    submit.add_argument("--storage", help=f"Optuna storage, a database server ({ORDER.format(env=STORAGE_ENV)})")
+    submit.add_argument("--tracking-uri", dest="tracking_uri", help=f"MLflow server ({ORDER.format(env=TRACKING_ENV)})")
+    logs = sub.add_parser("logs", help="the output of a study submitted as a Ray Job")
+    logs.add_argument("job_id")
+    logs.add_argument("--address", help="Ray dashboard / Jobs API, http://HEAD:8265 (default: env HPSTUDY_RAY_DASHBOARD)")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
+    status = sub.add_parser("status", help="counts by state, best so far, running trials (or a submitted job's state)")
+    status.add_argument("name", nargs="?")
+    status.add_argument("--job", help="a Ray job id from `study submit`: show its state instead")
+    status.add_argument("--address", help="with --job: Ray dashboard / Jobs API, http://HEAD:8265")
     status.add_argument("--storage", help=f"Optuna storage URL (default: env {STORAGE_ENV}, else .hpstudy/optuna.journal)")
     sync = sub.add_parser("sync", help="fill MLflow in from Optuna storage (after an MLflow outage); idempotent")
     sync.add_argument("name")
@@ -83,13 +100,17 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.command != "launch" and getattr(args, "storage", None) is None:
+    if args.command not in ("launch", "submit") and getattr(args, "storage", None) is None:
         args.storage = os.environ.get(STORAGE_ENV) or None  # launch: the spec's storage comes first
     try:
         if args.command in ("launch", "resume"):
             return _run(args)
         if args.command == "status":
-            return _status(args)
+            return _job_status(args) if args.job else _status(args)
+        if args.command == "submit":
+            return _submit(args)
+        if args.command == "logs":
+            return _logs(args)
         if args.command == "sync":
             return _sync(args)
         if args.command == "spaces":
@@ -171,7 +192,47 @@ def _report(study: object, spec: object) -> None:
         )
 
 
+def _submit(args: argparse.Namespace) -> int:
+    from study.submit import submit
+
+    overrides = {
+        "trials": args.trials,
+        "concurrency": args.concurrency,
+        "storage": args.storage,
+        "tracking_uri": args.tracking_uri,
+    }
+    job_id, dash = submit(args.spec, args.address, overrides)
+    print(f"submitted; follow it with: study logs {job_id} --address {dash} --follow", file=sys.stderr)
+    print(f"its state: study status --job {job_id} --address {dash}", file=sys.stderr)
+    print(job_id)
+    return 0
+
+
+def _job_status(args: argparse.Namespace) -> int:
+    from study.submit import job_status
+
+    status, message = job_status(args.job, args.address)
+    print(f"job {args.job}: {status}" + (f" ({message})" if message else ""))
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from study.submit import job_logs
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    status = job_logs(args.job_id, args.address, write, follow=args.follow)
+    if args.follow:
+        print(f"job {args.job_id}: {status}", file=sys.stderr)
+        return 0 if status == "SUCCEEDED" else 1
+    return 0
+
+
 def _status(args: argparse.Namespace) -> int:
+    if not args.name:
+        raise SpecError("study status needs a study NAME (or --job JOB_ID --address URL for a submitted job)")
     import optuna
 
     from study import engine, storage

@@ -211,7 +211,8 @@ class Decisions:
                 if self.counted + running >= self.target:
                     return None
                 trial = self.study.ask()
-        trial.set_user_attr("driver", self.driver)
+        if self.shared:
+            trial.set_user_attr("driver", self.driver)
         seed = trial_seed(self.spec.seed, trial.number)
         trial.set_user_attr("seed", seed)
         try:

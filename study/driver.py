@@ -39,8 +39,9 @@ from study.tracking import Tracker
 from study.tracking_process import TrackerProcess
 from study.worker import Event
 
-#: Keys of a ``start`` event recorded with the trial (RayExecutor adds node_id, gpu_ids and
-#: started_at, the wall-clock time the task began).
+#: Keys of a ``start`` event recorded with the trial, as MLflow tags and as the Optuna user
+#: attr ``placement`` (a mapping). RayExecutor adds node_id, gpu_ids and started_at (the
+#: wall-clock time the task began).
 PLACEMENT = ("host", "node_id", "gpu_ids", "started_at")
 
 
@@ -150,7 +151,7 @@ class Driver:
             placed = {k: str(event[2][k]) for k in PLACEMENT if event[2].get(k) not in (None, "")}
             if placed:  # where Ray ran it: MLflow tags and Optuna user attrs
                 self.tracker.tag_trial(number, placed)
-                self.decisions.note(r.trial, placed)
+                self.decisions.note(r.trial, {"placement": placed})  # one storage write
             self.listener.on_trial_start(self, number, event[2])
         elif kind == "epoch":
             self._epoch(r, event[2], event[3])

@@ -33,7 +33,7 @@ from study.outcomes import mlflow_status
 from study.spec import SpecError, StudySpec
 from study.tracking import PARENT_TAG, Tracker, flatten
 
-TAG_ATTRS = ("stop_reason", "error", "seed", "attempt", "retry_of", "reconciled", "node_id", "gpu_ids", "host")
+TAG_ATTRS = ("stop_reason", "error", "seed", "attempt", "retry_of", "reconciled")
 SUMMARY_ATTRS = ("stopped_epoch", "best_epoch", "n_params")
 
 
@@ -169,6 +169,9 @@ def _config_builder(spec: StudySpec) -> Any:
 def _tags(t: FrozenTrial) -> dict[str, str]:
     tags = {"state": t.state.name}
     tags.update({k: str(t.user_attrs[k])[:4000] for k in TAG_ATTRS if k in t.user_attrs})
+    placement = t.user_attrs.get("placement")
+    if isinstance(placement, dict):
+        tags.update({k: str(v) for k, v in placement.items()})
     return tags
 
 
