@@ -79,7 +79,10 @@ def check_agreement(workdir: Path, name: str) -> tuple[optuna.Study, dict[int, A
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
         assert steps == list(range(1, len(steps) + 1))  # one point per epoch, in order
         if t.user_attrs.get("reconciled"):  # a killed driver's unflushed epochs are lost; the trial re-runs
-            assert set(steps) <= set(t.intermediate_values)
+            # the driver hands an epoch to MLflow just before it reports it to Optuna, so a kill
+            # between the two leaves MLflow at most that one epoch ahead
+            seen = set(t.intermediate_values)
+            assert set(steps) <= seen | {max(seen, default=0) + 1}
         else:
             assert set(t.intermediate_values) <= set(steps)  # NaN epochs are recorded, not reported
         if "stopped_epoch" in t.user_attrs:
