@@ -58,12 +58,17 @@ class StudyHandle:
     def __init__(self, name: str, storage: str | None = None, tracking_uri: str | None = None) -> None:
         from study import engine
         from study import storage as storage_mod
+        from study.env import STORAGE_ENV, TRACKING_ENV
 
+        storage = storage or os.environ.get(STORAGE_ENV) or None
         self.name = name
         self.spec = engine.spec_from_storage(name, storage)
         self.storage_url = storage_mod.check(storage, must_exist=True)
         self.optuna = optuna.load_study(study_name=name, storage=storage_mod.open_storage(self.storage_url))
         uri = tracking_uri or self.spec.tracking_uri
+        env_uri = os.environ.get(TRACKING_ENV)
+        if "***" in uri and env_uri and storage_mod.mask(env_uri) == uri:
+            uri = env_uri  # the stored URI had its password masked; the environment has it
         if "***" in uri:
             raise SpecError(f"the stored tracking URI {uri!r} had a password: pass tracking_uri= (or --tracking-uri) again")
         from study import tracking
@@ -341,7 +346,7 @@ class StudyHandle:
 
 
 def load(name: str, storage: str | None = None, tracking_uri: str | None = None) -> StudyHandle:
-    """A handle on study `name` in Optuna `storage` (default: the working folder's
-    ``.hpstudy/optuna.journal``) and its MLflow store (default: the one it was launched
-    with)."""
+    """A handle on study `name` in Optuna `storage` (default: env ``HPSTUDY_STORAGE``, else
+    the working folder's ``.hpstudy/optuna.journal``) and its MLflow store (default: the one
+    it was launched with; ``MLFLOW_TRACKING_URI`` supplies a password that was masked)."""
     return StudyHandle(name, storage, tracking_uri)

@@ -327,3 +327,8 @@ def test_a_tracking_store_that_is_not_there_is_an_error_not_a_new_store(finished
     with pytest.raises(SpecError, match="unknown kind of URI"):
         study.load("q", storage=finished["storage"], tracking_uri="foo://x")
     assert not (tmp_path / "nodir").exists() and not (tmp_path / "m.db").exists()
+
+
+def test_load_takes_the_storage_from_the_environment(finished, monkeypatch) -> None:
+    monkeypatch.setenv("HPSTUDY_STORAGE", finished["storage"])
+    assert len(study.load("q").trials(with_runs=False)) == 8
