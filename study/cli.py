@@ -187,8 +187,11 @@ def _report(study: object, spec: object) -> None:
     if uri.startswith(("http://", "https://")):
         print(f"\nEvery epoch of every trial is in MLflow: open {uri} (experiment {spec.name!r})")  # type: ignore[attr-defined]
     else:
+        name = spec.name  # type: ignore[attr-defined]
         print(
-            f"\nEvery epoch of every trial is in MLflow. Open the UI with:\n  mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
+            f"\nEvery epoch of every trial is in MLflow. Open the UI (http://127.0.0.1:5000) with:\n"
+            f"  study ui {name}        (or: mlflow ui --backend-store-uri {uri} --host 127.0.0.1)\n"
+            f"Best trials: study best {name}; report: study report {name}"
         )
 
 
