@@ -211,6 +211,23 @@ def mlflow_server(postgres: Postgres) -> Iterator[MlflowServer]:
 
 
 # ------------------------------------------------------------------------------------- Ray
+def _children_of(parents: list[int]) -> list[int]:
+    """PIDs whose parent is one of `parents` (from /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid in parents:
+            out.append(int(entry))
+    return out
+
+
 @dataclass
 class RayCluster:
     """A multi-node Ray cluster in this machine's processes (``ray.cluster_utils.Cluster``)."""
@@ -234,7 +251,19 @@ class RayCluster:
         return node
 
     def kill_node(self, node: Any) -> None:
-        """Kill a worker node abruptly (SIGKILL to its raylet and workers), as a machine loss would."""
+        """Kill a worker node abruptly (SIGKILL to its raylet and workers), as a machine loss would.
+
+        The worker processes the raylet started are killed first and explicitly: orphaned by a
+        killed raylet, a worker would otherwise go on running (and streaming results straight to
+        its owner) until it noticed, which a machine loss never allows."""
+        import signal
+
+        raylets = [p.pid for kind, p in node.live_processes() if kind == "raylet"]
+        for pid in _children_of(raylets):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.cluster.remove_node(node, allow_graceful=False)
 
     def replace_node(self, node: Any) -> Any:

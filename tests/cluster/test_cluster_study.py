@@ -187,7 +187,9 @@ def test_worker_node_killed_mid_study(ray_cluster: Any, postgres: Any, mlflow_se
     check_recorded(study, mlflow_server.uri, 6)
     trials = study.get_trials()
     died = [t for t in trials if t.user_attrs.get("stop_reason") == "worker_died"]
-    assert {t.number for t in died} >= set(hit)
+    assert {t.number for t in died} >= set(hit), [
+        (t.number, t.user_attrs.get("stop_reason"), t.user_attrs.get("error")) for t in trials
+    ]
     for t in died:  # (a retry placed on the node before Ray saw it die dies before it starts: no node_id)
         assert t.state == TrialState.FAIL and where(t).get("node_id", killed_id) == killed_id and t.user_attrs["retried"]
         (retry,) = [r for r in trials if r.user_attrs.get("retry_of") == t.number]
