@@ -30,6 +30,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from study.env import STORAGE_ENV, TRACKING_ENV, with_env_defaults
 from study.spec import SpecError
@@ -131,17 +132,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The spec fields the command line overrides (None: not given)."""
+    return {"trials": args.trials, "concurrency": args.concurrency, "storage": args.storage, "tracking_uri": args.tracking_uri}
+
+
 def _run(args: argparse.Namespace) -> int:
     from study import engine
     from study.progress import LiveProgress, QuietProgress
     from study.spec import load_spec
 
-    overrides = {
-        "trials": args.trials,
-        "concurrency": args.concurrency,
-        "storage": args.storage,
-        "tracking_uri": args.tracking_uri,
-    }
+    overrides = _overrides(args)
     if args.command == "launch":
         spec = with_env_defaults(load_spec(args.spec), args.storage, args.tracking_uri).with_overrides(**overrides)
     else:
@@ -198,12 +199,7 @@ def _report(study: object, spec: object) -> None:
 def _submit(args: argparse.Namespace) -> int:
     from study.submit import submit
 
-    overrides = {
-        "trials": args.trials,
-        "concurrency": args.concurrency,
-        "storage": args.storage,
-        "tracking_uri": args.tracking_uri,
-    }
+    overrides = _overrides(args)
     job_id, dash = submit(args.spec, args.address, overrides)
     print(f"submitted; follow it with: study logs {job_id} --address {dash} --follow", file=sys.stderr)
     print(f"its state: study status --job {job_id} --address {dash}", file=sys.stderr)

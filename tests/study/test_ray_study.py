@@ -212,6 +212,20 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _resume(study_cli: str, workdir: Path, ray_address: str) -> tuple[str, subprocess.CompletedProcess[str]]:
+    """`study resume tiny-study` in a subprocess; it must succeed. Returns (storage URL, process)."""
+    storage = f"journal:{workdir / 'optuna.journal'}"
+    p = subprocess.run(
+        [study_cli, "resume", "tiny-study", "--storage", storage, "--address", ray_address, "--quiet"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    return storage, p
+
+
 def test_sigkilled_driver_then_resume(ray_address: str, workdir: Path, tiny_spec: Any, study_cli: str) -> None:
     spec = _spec_file(workdir, tiny_spec, trials=5)
     proc = subprocess.Popen(
@@ -235,15 +249,7 @@ def test_sigkilled_driver_then_resume(ray_address: str, workdir: Path, tiny_spec
         if t.state == TrialState.RUNNING
     ]
     assert left
-    storage = f"journal:{workdir / 'optuna.journal'}"
-    p = subprocess.run(
-        [study_cli, "resume", "tiny-study", "--storage", storage, "--address", ray_address, "--quiet"],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert p.returncode == 0, p.stdout + p.stderr
+    storage, p = _resume(study_cli, workdir, ray_address)
     assert "reconciled" in p.stderr
     study, children, _ = check_agreement(workdir, "tiny-study")
     trials = study.get_trials()
@@ -274,15 +280,7 @@ def test_ctrl_c_interrupts_and_resume_completes(ray_address: str, workdir: Path,
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("tiny-study").experiment_id])
     assert not [r for r in runs if r.info.status == "RUNNING"]
-    storage = f"journal:{workdir / 'optuna.journal'}"
-    p = subprocess.run(
-        [study_cli, "resume", "tiny-study", "--storage", storage, "--address", ray_address, "--quiet"],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert p.returncode == 0, p.stdout + p.stderr
+    storage, p = _resume(study_cli, workdir, ray_address)
     study, _, _ = check_agreement(workdir, "tiny-study")
     assert sum(is_counted(t) for t in study.get_trials()) == 4
     status = subprocess.run([study_cli, "status", "tiny-study", "--storage", storage], capture_output=True, text=True, timeout=60)
