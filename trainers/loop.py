@@ -22,9 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from trainers.backend import make_backend
 from trainers.config import TrainConfig
 from trainers.data import Dataset
-from trainers.numpy_mlp.schedules import Plateau
+from trainers.schedules import Plateau
+from trainers.stopping import improves, worst
 
 STOP_REASONS = ("completed", "early_stopped", "diverged", "stopped_by_caller")
 
@@ -78,14 +80,6 @@ class TrainResult:
         return self.history[self.best_epoch - 1] if self.best_epoch else None
 
 
-def _better(config: TrainConfig, value: float, best: float) -> bool:
-    if not math.isfinite(value):
-        return False
-    if config.monitor == "val_loss":
-        return value < best - config.min_delta
-    return value > best + config.min_delta
-
-
 @contextmanager
 def blas_threads(n: int | None) -> Iterator[None]:
     """Limit BLAS/OpenMP threads to `n` (default: ``OMP_NUM_THREADS``, which Ray sets per
@@ -100,20 +94,6 @@ def blas_threads(n: int | None) -> Iterator[None]:
 
     with threadpool_limits(limits=max(n, 1)):
         yield
-
-
-def make_backend(config: TrainConfig, data: Dataset, backend: str = "numpy", device: str = "cpu", init_params: Any = None) -> Any:
-    if backend == "numpy":
-        if device not in ("cpu", "auto"):
-            raise ValueError(f"device must be cpu or auto for the numpy backend, got {device!r}")
-        from trainers.numpy_mlp.trainer import NumpyBackend
-
-        return NumpyBackend(config, data, init_params)
-    if backend == "torch":
-        from trainers.torch_mlp import TorchBackend
-
-        return TorchBackend(config, data, device=device, init_params=init_params)
-    raise ValueError(f"backend must be numpy or torch, got {backend!r}")
 
 
 def iter_train(
@@ -136,7 +116,7 @@ def iter_train(
         shuffle = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(2,)))
         plateau = Plateau(config)
         history: list[EpochRecord] = []
-        best = math.inf if config.monitor == "val_loss" else -math.inf
+        best = worst(config.monitor)
         best_epoch, since_best, snap = 0, 0, None
         reason = "completed"
         n_train = len(data.y_train)
@@ -158,7 +138,7 @@ def iter_train(
                 yield rec
                 break
             monitored = va_loss if config.monitor == "val_loss" else va_acc
-            if _better(config, monitored, best):
+            if improves(monitored, best, config.monitor, config.min_delta):
                 best, best_epoch, since_best = monitored, epoch, 0
                 if config.restore_best:
                     snap = model.snapshot()

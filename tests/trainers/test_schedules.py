@@ -7,7 +7,7 @@ import math
 import pytest
 
 from trainers import TrainConfig
-from trainers.numpy_mlp.schedules import Plateau, lr_at
+from trainers.schedules import Plateau, lr_at
 
 
 def lrs(**kw: object) -> list[float]:

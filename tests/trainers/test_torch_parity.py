@@ -33,7 +33,8 @@ import torch
 
 from trainers import TrainConfig, load_dataset, train
 from trainers.data import Dataset
-from trainers.numpy_mlp import MLP, lr_at, make_optimizer
+from trainers.numpy_mlp import MLP, make_optimizer
+from trainers.schedules import lr_at
 from trainers.torch_mlp import TorchBackend
 
 DATA = load_dataset("gaussian_mixture", n_samples=600, n_features=12, n_classes=3, label_noise=0.1, test=0.2)

@@ -1,7 +1,6 @@
-"""The NumPy MLP: layers, losses, optimizers and schedules, one idea per module."""
+"""The NumPy MLP: layers, losses and optimizers, one idea per module (schedules: `trainers.schedules`)."""
 
 from trainers.numpy_mlp.mlp import MLP
 from trainers.numpy_mlp.optimizers import Optimizer, make_optimizer
-from trainers.numpy_mlp.schedules import Plateau, lr_at
 
-__all__ = ["MLP", "Optimizer", "Plateau", "lr_at", "make_optimizer"]
+__all__ = ["MLP", "Optimizer", "make_optimizer"]

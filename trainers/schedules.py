@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 from trainers.config import TrainConfig
+from trainers.stopping import improves, worst
 
 
 def lr_at(config: TrainConfig, epoch: int) -> float:
@@ -54,16 +55,14 @@ class Plateau:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self.factor = 1.0
-        self.best = math.inf
+        self.best = worst(config.monitor)
         self.bad = 0
-        self.sign = 1.0 if config.monitor == "val_loss" else -1.0
 
     def update(self, value: float) -> None:
         if self.config.schedule != "reduce_on_plateau":
             return
-        v = self.sign * value
-        if v < self.best - self.config.min_delta:
-            self.best, self.bad = v, 0
+        if improves(value, self.best, self.config.monitor, self.config.min_delta):
+            self.best, self.bad = value, 0
             return
         self.bad += 1
         if self.bad >= self.config.plateau_patience:
