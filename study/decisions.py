@@ -120,23 +120,50 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
         return optuna.pruners.NopPruner()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return _pruner(spec.pruner)
+        return _pruner(spec.pruner, trial_epochs(spec))
 
 
-def _pruner(p: Any) -> optuna.pruners.BasePruner:
+def trial_epochs(spec: StudySpec) -> int | None:
+    """The epochs every trial runs: the spec's ``fixed``, else the space's fixed value, else
+    TrainConfig's default when the space leaves epochs alone; None when the space samples
+    them or is a Python function (then the halving pruners fall back to Optuna's "auto")."""
+    if "epochs" in spec.fixed:  # a bad value is reported by prepare()'s dry run
+        e = spec.fixed["epochs"]
+        return e if isinstance(e, int) and not isinstance(e, bool) and e >= 1 else None
+    import search_spaces
+    from search_spaces.declarative import DeclarativeSpace
+    from trainers import TrainConfig
+
+    try:
+        space = search_spaces.load(spec.space)
+    except Exception:  # noqa: BLE001 - a bad space is reported by prepare(), not here
+        return None
+    if not isinstance(space, DeclarativeSpace) or any(p.field == "epochs" for p in space.params):
+        return None
+    epochs = space.fixed.get("epochs", TrainConfig.epochs)
+    return int(epochs) if isinstance(epochs, int) else None
+
+
+def halving_min_resource(epochs: int, reduction_factor: int) -> int:
+    """``max(1, epochs // reduction_factor**3)``: at most four rungs below ``epochs``."""
+    return max(1, epochs // reduction_factor**3)
+
+
+def _pruner(p: Any, epochs: int | None = None) -> optuna.pruners.BasePruner:
     if p is None or p.name == "none":
         return optuna.pruners.NopPruner()
     if p.name in ("median", "percentile"):
         return optuna.pruners.PercentilePruner(
             p.percentile, n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps, interval_steps=p.interval_steps
         )
-    if p.name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(p.min_resource, p.reduction_factor, p.min_early_stopping_rate)
-    if p.name == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            1 if p.min_resource == "auto" else p.min_resource, p.max_resource, p.reduction_factor
-        )
-    return optuna.pruners.PatientPruner(_pruner(p.wrapped) if p.wrapped else None, p.patience, p.min_delta)
+    if p.name in ("successive_halving", "hyperband"):
+        derived = halving_min_resource(epochs, p.reduction_factor) if epochs else None
+        low = p.min_resource if p.min_resource != "auto" else derived
+        if p.name == "successive_halving":
+            return optuna.pruners.SuccessiveHalvingPruner(low or "auto", p.reduction_factor, p.min_early_stopping_rate)
+        high = p.max_resource if p.max_resource != "auto" else (epochs or "auto")
+        return optuna.pruners.HyperbandPruner(low or 1, high, p.reduction_factor)
+    return optuna.pruners.PatientPruner(_pruner(p.wrapped, epochs) if p.wrapped else None, p.patience, p.min_delta)
 
 
 def objective_values(
