@@ -4,7 +4,7 @@ Every system runs the same trivial trial (10 epochs of near-zero work, each epoc
 of 12 metrics reported) for `--trials` trials at concurrency 2, with the same sampler
 (Optuna's RandomSampler, so the sampler's own cost is the same everywhere and small):
 
-- ``hpstudy``: `study.engine.run` on a local Ray, trials as Ray streaming tasks, Optuna
+- ``hpstudy``: `study.run.launch.run_study` on a local Ray, trials as Ray streaming tasks, Optuna
   journal storage, every epoch recorded in MLflow (SQLite), one MLflow run per trial;
 - ``hpstudy+sqlite``: the same with Optuna's SQLite storage (why the journal is the default);
 - ``ray-tune``: `Tuner` with `OptunaSearch` and `MLflowLoggerCallback` (SQLite), a function
@@ -69,21 +69,12 @@ def record(epoch: int, lr: float) -> dict[str, float]:
 
 def trivial_trial(number: int, config: Any, data: Any) -> Any:
     """The study engine's trial: near-zero work, 10 epoch events, an end summary."""
-    yield ("start", {"pid": os.getpid()})
+    from study.run.events import Ended, Epoch, Started
+
+    yield Started(number, {"pid": os.getpid()})
     for epoch in range(1, EPOCHS + 1):
-        yield ("epoch", epoch, record(epoch, config.lr))
-    yield (
-        "end",
-        {
-            "stop_reason": "completed",
-            "best_epoch": EPOCHS,
-            "stopped_epoch": EPOCHS,
-            "n_params": 10,
-            "final": {},
-            "test_loss": None,
-            "test_acc": None,
-        },
-    )
+        yield Epoch(number, epoch, record(epoch, config.lr))
+    yield Ended(number, "completed", best_epoch=EPOCHS, stopped_epoch=EPOCHS, n_params=10)
 
 
 def empty_mlflow_db(path: Path) -> str:
@@ -95,8 +86,9 @@ def empty_mlflow_db(path: Path) -> str:
 
 
 def run_hpstudy(work: Path, trials: int, storage: str) -> float:
-    from study import engine
-    from study.ray_executor import RayExecutor
+    from study.run.launch import run_study
+    from study.run.prepare import Prepared, prepare
+    from study.run.ray_executor import RayExecutor
     from study.spec import parse_spec
 
     (work / "bench.yaml").write_text(SPACE)
@@ -115,14 +107,14 @@ def run_hpstudy(work: Path, trials: int, storage: str) -> float:
             "tracking_uri": uri,
         }
     )
-    prep = engine.prepare(spec)
+    prep = prepare(spec)
 
-    def executor(p: engine.Prepared) -> Any:
+    def executor(p: Prepared) -> Any:
         ex = RayExecutor(p.data, trial_fn=trivial_trial)
         return ex, ex.close
 
     t0 = time.perf_counter()
-    result = engine.run(prep, executor=executor, say=lambda m: None)
+    result = run_study(prep, executor=executor, say=lambda m: None)
     dt = time.perf_counter() - t0
     assert sum(t.state.is_finished() for t in result.study.trials) == trials
     return dt
@@ -189,7 +181,7 @@ def main() -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
-    from study.ray_executor import start_ray
+    from study.run.ray_executor import start_ray
 
     start_ray(None)
     systems = ["hpstudy", "hpstudy+sqlite", "optuna+sqlite"] + ([] if args.skip_tune else ["ray-tune"])

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 RECORD_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "sparsity", "dead_units", "seconds", "batch_loss")
 _LAYER_METRIC = re.compile(r"^(grad_norm|weight_norm)_\d+$")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+Direction = Literal["minimize", "maximize"]
 
 
 class SpecError(ValueError):
@@ -60,6 +61,19 @@ class DatasetSpec(_Model):
 
     _from_str = _short("name")
 
+    def load(self, base_dir: str | None = None) -> Any:
+        """The `trainers.Dataset` this describes (a `SpecError` naming the field when it cannot
+        be loaded). A relative file path resolves against `base_dir` when given."""
+        from trainers import DataError, load_dataset
+
+        name = self.name
+        if base_dir is not None and not os.path.isabs(name) and os.path.exists(os.path.join(base_dir, name)):
+            name = os.path.join(base_dir, name)
+        try:
+            return load_dataset(name, val=self.val, test=self.test, seed=self.seed, label_column=self.label_column, **self.args)
+        except DataError as e:
+            raise SpecError(f"field dataset: {e}") from None
+
 
 class ObjectiveSpec(_Model):
     """What a trial is scored by: a record field at the best epoch (the weights early
@@ -82,7 +96,7 @@ class ObjectiveSpec(_Model):
         )
 
     @property
-    def resolved_direction(self) -> str:
+    def resolved_direction(self) -> Direction:
         if self.direction is not None:
             return self.direction
         return "maximize" if self.metric.endswith("_acc") else "minimize"
@@ -248,7 +262,7 @@ class StudySpec(_Model):
         return list(self.objectives) if self.objectives is not None else [self.objective]
 
     @property
-    def directions(self) -> list[str]:
+    def directions(self) -> list[Direction]:
         return [o.resolved_direction for o in self.all_objectives]
 
     @property

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from study.decisions import is_counted
+from study.record import TrialRecord
 
 from .conftest import LOCAL, free_port, make_state_dir, read_env_file, run_script, script_env
 
@@ -82,7 +82,7 @@ def test_submit_runs_the_study_as_a_ray_job(ray_jobs: dict[str, str], postgres: 
     assert status.returncode == 0 and "SUCCEEDED" in status.stdout, status.stdout + status.stderr
 
     stored = optuna.load_study(study_name=name, storage=storage)
-    assert sum(is_counted(t) for t in stored.get_trials()) == 2
+    assert sum(TrialRecord.of(t).counted for t in stored.get_trials()) == 2
     client = MlflowClient(mlflow_server.uri)
     runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
     assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3  # the parent and two trials

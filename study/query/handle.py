@@ -1,0 +1,302 @@
+"""Query a study from Python: ``study.load(name)`` returns a `StudyHandle`.
+
+Optuna storage is the source of truth for trials (state, objective values, stop reason,
+best and stopped epoch, and the full configuration, stored as JSON when the trial was asked
+for); MLflow adds its run id and every epoch's record (`curves`). A handle
+works while the study is still running; each call reads the stores afresh.
+
+    >>> import study
+    >>> s = study.load("quickstart")
+    >>> s.best_trials(k=3, where="gap_at_best < 0.1")
+    >>> s.curves(s.best_trials(k=3))
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from study.record import StudyAttr, TrialAttr, TrialRecord
+from study.spec import SpecError
+from study.stores.optuna_storage import load_stored
+from study.stores.runs import RunReader, TrialRun
+from study.stores.uris import check_tracking, env_storage, unmasked_tracking
+from trainers import field_names
+
+#: Keys of per-epoch records as logged to MLflow (EpochRecord.metrics()).
+_CURVE_KEY = re.compile(
+    r"^(train_loss|train_acc|val_loss|val_acc|lr|sparsity|dead_units|seconds|batch_loss|grad_norm_\d+|weight_norm_\d+)$"
+)
+FIELDS = tuple(field_names())
+SCOPES = ("best", "last")
+#: Per-trial columns of `StudyHandle.trials` read from Optuna's user attrs.
+ATTR_COLUMNS = (
+    TrialAttr.BEST_EPOCH, TrialAttr.STOPPED_EPOCH, TrialAttr.N_PARAMS, TrialAttr.SEED, TrialAttr.PRUNED_STEP,
+    TrialAttr.PRUNED_VALUE, TrialAttr.ERROR, TrialAttr.RETRY_OF,
+)  # fmt: skip
+
+
+class StudyHandle:
+    """A study in Optuna storage and its MLflow experiment, for querying."""
+
+    def __init__(self, name: str, storage: str | None = None, tracking_uri: str | None = None) -> None:
+        storage = env_storage(storage)
+        self.name = name
+        self.optuna, self.spec, self.storage_url = load_stored(name, storage)
+        uri = unmasked_tracking(tracking_uri or self.spec.tracking_uri)
+        check_tracking(uri)
+        if uri.startswith("sqlite:///") and not os.path.isfile(uri.removeprefix("sqlite:///")):
+            raise SpecError(
+                f"tracking_uri {uri!r}: no such MLflow database here (a relative path is relative to the folder the "
+                "study was launched from; run from there or pass --tracking-uri)"
+            )
+        self.tracking_uri = uri
+        self.objectives = [o.metric for o in self.spec.all_objectives]
+        self.directions = self.spec.directions
+        self.parent_run_id = self.optuna.user_attrs.get(StudyAttr.PARENT_RUN)
+        self.reader = RunReader(uri)
+
+    # -- MLflow ---------------------------------------------------------------------------
+    def runs(self) -> dict[int, TrialRun]:
+        """The study's MLflow trial runs by trial number (the newest when a number repeats)."""
+        return self.reader.trial_runs(self.name, self.parent_run_id)
+
+    # -- trials ---------------------------------------------------------------------------
+    def trials(self, states: Iterable[str] | None = None, *, with_runs: bool = True) -> pd.DataFrame:
+        """One row per trial: number, objective value(s), state, stop reason, every
+        configuration field, best and stopped epoch, generalization gap at the best epoch,
+        parameter count, MLflow run id. Completed trials best first, then the others by number."""
+        wanted = {s.upper() for s in states} if states else None
+        runs = self.runs() if with_runs else {}
+        rows = []
+        for t in self.optuna.get_trials(deepcopy=False):
+            if wanted and t.state.name not in wanted:
+                continue
+            rows.append(self._row(t, runs.get(t.number)))
+        df = pd.DataFrame(rows)
+        if df.empty:
+            df = pd.DataFrame(columns=["number", "state", "stop_reason", *self._value_columns()])
+        df = self._sort(df)
+        df.attrs["objectives"] = self.objectives
+        df.attrs["directions"] = self.directions
+        # searched fields: those that differ between trials (the per-trial seed aside)
+        df.attrs["hyperparameters"] = [f for f in FIELDS if f != "seed" and f in df and df[f].dropna().astype(str).nunique() > 1]
+        return df
+
+    def _value_columns(self) -> list[str]:
+        return ["value"] if len(self.objectives) == 1 else [f"value_{i}" for i in range(len(self.objectives))]
+
+    def _row(self, t: optuna.trial.FrozenTrial, run: TrialRun | None) -> dict[str, Any]:
+        r = TrialRecord.of(t)
+        row: dict[str, Any] = {"number": r.number, "state": r.state.name, "stop_reason": r.attrs.get(TrialAttr.STOP_REASON)}
+        cols = self._value_columns()
+        values = r.values if r.values is not None else [math.nan] * len(cols)
+        row.update(dict(zip(cols, values, strict=True)))
+        for k in ATTR_COLUMNS:
+            row[k] = r.attrs.get(k)
+        row["gap_at_best"] = math.nan
+        row["run_id"] = None
+        if run is not None:
+            row["run_id"] = run.run_id
+            row["run_status"] = run.status
+            if "gap_at_best" in run.metrics:
+                row["gap_at_best"] = run.metrics["gap_at_best"]
+        config = r.config
+        if config is not None:  # the configuration as stored when the trial was asked for
+            row.update(config.to_dict())
+        for p, v in r.params.items():  # the sampled values, under Optuna's names
+            row.setdefault(f"param_{p}", v)
+        return row
+
+    def _sort(self, df: pd.DataFrame, column: str | None = None) -> pd.DataFrame:
+        """Completed trials best first by `column` (default: the first objective), then the
+        others (pruned, failed, running) by number."""
+        column = column or self._value_columns()[0]
+        if column not in df or df.empty:
+            return df.reset_index(drop=True)
+        asc = self.directions[0] == "minimize"
+        done = df["state"] == "COMPLETE"
+        return pd.concat([df[done].sort_values(column, ascending=asc), df[~done].sort_values("number")]).reset_index(drop=True)
+
+    def best_trials(self, k: int = 5, where: str | None = None, scope: str = "best") -> pd.DataFrame:
+        """The `k` best completed trials by the (first) objective, after the `where` filter
+        (a `DataFrame.query` expression on the `trials` columns). ``scope="last"`` ranks by
+        the objective metric at each trial's last epoch instead of its best (read from the
+        curves when the study was scored the other way)."""
+        if scope not in SCOPES:
+            raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+        if len(self.objectives) > 1 and scope != "best":
+            raise ValueError(
+                f"scope={scope!r} needs a single-objective study; {self.name!r} has {len(self.objectives)} objectives"
+            )
+        df = self.trials(states=["COMPLETE"])
+        metric = self.objectives[0]
+        if len(self.objectives) == 1 and scope != self.spec.objective.scope and not df.empty and metric != "n_params":
+            curves = self.curves(df["number"].tolist(), keys=[metric]).reindex(columns=["trial", "epoch", metric])
+            epoch = "stopped_epoch" if scope == "last" else "best_epoch"
+            at = df[["number", epoch]].merge(curves, left_on=["number", epoch], right_on=["trial", "epoch"], how="left")
+            df = df.assign(value=at[metric].to_numpy())
+        if where:
+            try:
+                df = df.query(where)
+            except Exception as e:  # pandas raises many kinds for a bad expression
+                raise ValueError(f"where {where!r}: {e}; columns: {', '.join(map(str, df.columns))}") from None
+        df = self._sort(df)
+        return df.head(k).reset_index(drop=True)
+
+    def pareto_front(self) -> pd.DataFrame:
+        """The non-dominated completed trials of a multi-objective study."""
+        if len(self.objectives) < 2:
+            raise ValueError(f"study {self.name!r} has one objective ({self.objectives[0]}); a Pareto front needs two or more")
+        numbers = {t.number for t in self.optuna.best_trials}
+        df = self.trials(states=["COMPLETE"])
+        return df[df["number"].isin(numbers)].reset_index(drop=True)
+
+    # -- curves ---------------------------------------------------------------------------
+    def curves(self, trials: Any = None, keys: Iterable[str] | None = None) -> pd.DataFrame:
+        """Long frame: one row per (trial, epoch), a column per record field, from MLflow.
+        `trials` is None (all), trial numbers, or a frame with a ``number`` column."""
+        if isinstance(trials, pd.DataFrame):
+            trials = trials["number"].tolist()
+        runs = self.runs()
+        numbers = sorted(runs) if trials is None else [int(n) for n in trials if int(n) in runs]
+        jobs = [
+            (n, runs[n].run_id, key)
+            for n in numbers
+            for key in runs[n].metrics
+            if _CURVE_KEY.match(key) and (keys is None or key in keys)
+        ]
+        rows: dict[tuple[int, int], dict[str, Any]] = {}
+        for n, key, hist in self.reader.histories(jobs):
+            for step, value in hist:
+                rows.setdefault((n, step), {"trial": n, "epoch": step})[key] = value
+        df = pd.DataFrame(list(rows.values()))
+        if df.empty:
+            return pd.DataFrame(columns=["trial", "epoch"])
+        return df.sort_values(["trial", "epoch"]).reset_index(drop=True)
+
+    # -- importance -----------------------------------------------------------------------
+    def importance(self, target: str = "objective", evaluator: str = "fanova") -> dict[str, float]:
+        """Hyperparameter importance (Optuna's evaluators: ``fanova``, ``ped_anova`` or
+        ``mean_decrease_impurity``) for the objective or a per-trial column such as
+        ``gap_at_best``, ``best_epoch`` or ``stopped_epoch``. Empty when fewer than two
+        completed trials carry the target."""
+        from optuna.importance import (
+            FanovaImportanceEvaluator,
+            MeanDecreaseImpurityImportanceEvaluator,
+            PedAnovaImportanceEvaluator,
+        )
+
+        evaluators: dict[str, Callable[[], Any]] = {
+            "fanova": lambda: FanovaImportanceEvaluator(seed=0),
+            "mean_decrease_impurity": lambda: MeanDecreaseImpurityImportanceEvaluator(seed=0),
+            "ped_anova": PedAnovaImportanceEvaluator,
+        }
+        if evaluator not in evaluators:
+            raise ValueError(f"evaluator must be one of {', '.join(evaluators)}, got {evaluator!r}")
+        done = [t for t in self.optuna.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.params]
+        if target == "objective":
+            fn = None if len(self.objectives) == 1 else (lambda t: t.values[0])
+            values = {t.number: t.values[0] for t in done}
+        else:
+            df = self.trials(states=["COMPLETE"])
+            if target not in df:
+                raise ValueError(
+                    f"target must be 'objective' or a trials column, got {target!r}; columns: {', '.join(df.columns)}"
+                )
+            values = {
+                int(n): float(v)
+                for n, v in zip(df["number"], df[target], strict=True)
+                if v is not None and math.isfinite(float(v))
+            }
+            fn = lambda t: values[t.number]  # noqa: E731
+        done = [t for t in done if t.number in values]
+        if len(done) < 2 or len({v for v in values.values()}) < 2:
+            return {}
+        # a study-only view on the chosen trials, so filtered-out trials do not count
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        view = optuna.create_study(directions=self.optuna.directions)
+        view.add_trials(done)
+        ev = evaluators[evaluator]()
+        try:
+            return dict(optuna.importance.get_param_importances(view, evaluator=ev, target=fn))
+        except (RuntimeError, ValueError):
+            return {}  # e.g. no parameter shared by every trial
+
+    # -- analysis (study.query.curves, replay, audit on this study's curves) -----------------------------------
+    def _monitor(self) -> str:
+        return "val_acc" if self.objectives[0] == "val_acc" else "val_loss"
+
+    def overfitting(self, min_run: int = 3) -> pd.DataFrame:
+        """Per trial: best and stopped epoch, overfitting onset (the epoch after which
+        validation loss keeps rising while training loss keeps falling), generalization gap
+        at the best and the last epoch; see `study.query.curves.summarize`."""
+        from study.query.curves import summarize
+
+        return summarize(self.curves(), monitor=self._monitor(), min_run=min_run)
+
+    def replay_early_stopping(self, patiences: Iterable[int] = (1, 2, 3, 5, 10), min_delta: float = 0.0) -> pd.DataFrame:
+        """Every trial's recorded curve replayed under other patiences, without retraining
+        (`study.query.replay.replay_early_stopping`); column ``exact`` says whether the trial ran
+        to its end without early stopping, so that its replay is exact."""
+        from study.query import replay
+
+        trials = self.trials(with_runs=False)
+        curves = self.curves()
+        reasons = dict(zip(trials["number"], trials["stop_reason"], strict=True))
+        exact = {t: reasons.get(t) in replay.EXACT_STOP_REASONS for t in curves["trial"].unique()}
+        return replay.replay_early_stopping(curves, patiences, min_delta=min_delta, monitor=self._monitor(), replayable=exact)
+
+    def pruning_audit(self) -> pd.DataFrame:
+        """Each pruned trial's value at the step it was stopped against the completed
+        trials' values at that step (`study.query.audit.pruning_audit`)."""
+        from study.query.audit import pruning_audit
+
+        trials = self.trials(with_runs=False)
+        pruned = trials[trials["state"] == "PRUNED"]
+        metric = self.objectives[0]
+        curves = self.curves(keys=[metric])
+        marks = {int(r["number"]): (int(r["pruned_step"]), float(r["pruned_value"])) for _, r in pruned.iterrows()}
+        done = [int(n) for n in trials.loc[trials["state"] == "COMPLETE", "number"] if int(n) in set(curves["trial"])]
+        return pruning_audit(curves, marks, metric=metric, direction=self.directions[0], completed=done)
+
+    # -- report -----------------------------------------------------------------------------
+    def report(self, output: str | None = None, top: int = 5) -> Any:
+        """Write the HTML report (default ``<name>-report.html``) and log it, with its PNG
+        figures, as artifacts of the study's parent run in MLflow (folder ``report``)."""
+        from study.query.report import build_report
+
+        trials = self.trials()
+        curves = self.curves()
+        importance = self.importance() if len(self.objectives) == 1 else {}
+        monitor = "val_acc" if self.objectives[0] == "val_acc" else "val_loss"
+        value = self._value_columns()[0]
+        if value != "value":  # the report ranks by the first objective
+            trials = trials.rename(columns={value: "value"})
+        rep = build_report(
+            self.name,
+            trials,
+            curves,
+            output or f"{self.name}-report.html",
+            objective=self.objectives[0],
+            monitor=monitor,
+            importance=importance,
+            top=top,
+        )
+        if self.parent_run_id:
+            files = [(str(rep.html_path), "report"), *((str(fig), "report/figures") for fig in rep.figures)]
+            self.reader.log_artifacts(self.parent_run_id, files)
+        return rep
+
+
+def load(name: str, storage: str | None = None, tracking_uri: str | None = None) -> StudyHandle:
+    """A handle on study `name` in Optuna `storage` (default: env ``HPSTUDY_STORAGE``, else
+    the working folder's ``.hpstudy/optuna.journal``) and its MLflow store (default: the one
+    it was launched with; ``MLFLOW_TRACKING_URI`` supplies a password that was masked)."""
+    return StudyHandle(name, storage, tracking_uri)

@@ -1,0 +1,315 @@
+"""The stored schema of a study: every name hpstudy writes to Optuna and MLflow, how a trial
+ends, and a typed view of one stored trial.
+
+Optuna storage is the source of truth; MLflow is the browsable record of every curve. Both
+are written with the names below and nowhere else are these names spelled out.
+
+How a trial ends (`StopReason`): one stop reason, written to the Optuna trial (user attr
+``stop_reason``) and to its MLflow run (tag ``stop_reason``); the Optuna state and the MLflow
+run status follow from it, so the two stores never disagree.
+
+=============  ============  ===========  ==========================================
+stop reason    Optuna state  MLflow       notes
+=============  ============  ===========  ==========================================
+completed      COMPLETE      FINISHED     every epoch ran
+early_stopped  COMPLETE      FINISHED     the trainer's patience ran out
+pruned         PRUNED        KILLED       user attrs pruned_step, pruned_value
+diverged       FAIL          FAILED       NaN/inf loss: never told to Optuna as a value
+failed         FAIL          FAILED       user attr error: the exception message
+timeout        FAIL          FAILED       past the spec's per-trial timeout
+worker_died    FAIL          FAILED       re-enqueued (up to ``retries``)
+interrupted    FAIL          FAILED       Ctrl-C or a killed driver; re-enqueued
+=============  ============  ===========  ==========================================
+
+Diverged is FAIL rather than PRUNED: a pruned trial's last intermediate value still ranks it
+among the others, and a diverged run has no meaningful value to rank. The trainer's own
+stop reasons (`trainers.STOP_REASONS`: completed, early_stopped, diverged, stopped_by_caller)
+are the subset a finished training run can report; `StopReason.from_trainer` maps them.
+
+A trial's full configuration is stored once, as JSON (`TrainConfig.to_dict`), in the Optuna
+user attr ``config`` when the trial is asked for; `TrialRecord.config` reads it back with
+`TrainConfig.from_dict`, so nothing downstream parses MLflow's param strings.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+from study.spec import SpecError, StudySpec, parse_spec
+from trainers import TrainConfig
+
+
+# -- names -------------------------------------------------------------------------------------
+class StudyAttr:
+    """Optuna study user attrs."""
+
+    SPEC = "hpstudy.spec"  # the spec the study was launched with (`stored_spec`)
+    UID = "hpstudy.uid"  # also the MLflow parent run's tag `Tag.STUDY_UID`
+    PARENT_RUN = "hpstudy.mlflow_parent_run_id"
+    BEAT = "hpstudy.beat."  # + driver id: the driver's last beat (unix time; 0 = it ended)
+
+
+class TrialAttr:
+    """Optuna trial user attrs."""
+
+    STOP_REASON = "stop_reason"
+    ERROR = "error"  # the failure's message (first 4000 characters)
+    SEED = "seed"  # the trial's training seed
+    CONFIG = "config"  # the full TrainConfig as a JSON object
+    ATTEMPT = "attempt"  # how many times a worker died running these parameters before
+    RETRY_OF = "retry_of"  # the number of the trial this one re-runs
+    RETRIED = "retried"  # True: superseded by a re-run, not counted
+    RECONCILED = "reconciled"  # True: ended by a resume or sync, not by its own driver
+    DRIVER = "driver"  # host:pid of the driver that asked for it (several drivers only)
+    PLACEMENT = "placement"  # where it ran: a mapping of `PLACEMENT` keys
+    ENQUEUED = "enqueued"  # True: from the spec's `enqueue` list
+    PRUNED_STEP = "pruned_step"
+    PRUNED_VALUE = "pruned_value"
+    BEST_EPOCH = "best_epoch"
+    STOPPED_EPOCH = "stopped_epoch"
+    N_PARAMS = "n_params"
+
+
+#: Keys of a trial's placement (where Ray ran it), recorded as MLflow tags and as the Optuna
+#: user attr ``placement``.
+PLACEMENT = ("host", "node_id", "gpu_ids", "started_at")
+
+
+class Tag:
+    """MLflow tags (runs) and the experiment tag."""
+
+    PARENT = "mlflow.parentRunId"
+    TRIAL_NUMBER = "trial_number"
+    STATE = "state"  # the Optuna state name
+    STOP_REASON = TrialAttr.STOP_REASON
+    ROLE = "hpstudy.role"  # "study" on the parent run
+    STUDY_UID = "hpstudy.study_uid"
+    STUDY = "hpstudy.study"  # on the experiment: the study's name
+    SYNCED = "hpstudy.synced"  # "true": written by a reconciliation from Optuna, not live
+    INCOMPLETE = "hpstudy.incomplete"  # "true": some writes of this run were lost; repair it
+    RESUMED_AT = "resumed_at"
+
+
+#: Optuna trial user attrs copied to the MLflow run's tags.
+TAGGED_ATTRS = (
+    TrialAttr.STOP_REASON, TrialAttr.ERROR, TrialAttr.SEED, TrialAttr.ATTEMPT, TrialAttr.RETRY_OF, TrialAttr.RECONCILED,
+)  # fmt: skip
+#: Optuna trial user attrs that are also summary metrics of the MLflow run.
+SUMMARY_ATTRS = (TrialAttr.STOPPED_EPOCH, TrialAttr.BEST_EPOCH, TrialAttr.N_PARAMS)
+#: MLflow tag and param values are cut to this length.
+MAX_TEXT = 4000
+
+
+# -- how a trial ends ----------------------------------------------------------------------------
+class StopReason(StrEnum):
+    """How a trial ended; its Optuna state and MLflow run status follow (see the module)."""
+
+    COMPLETED = "completed"
+    EARLY_STOPPED = "early_stopped"
+    PRUNED = "pruned"
+    DIVERGED = "diverged"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    WORKER_DIED = "worker_died"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def state(self) -> TrialState:
+        if self in (StopReason.COMPLETED, StopReason.EARLY_STOPPED):
+            return TrialState.COMPLETE
+        return TrialState.PRUNED if self is StopReason.PRUNED else TrialState.FAIL
+
+    @property
+    def mlflow_status(self) -> str:
+        return mlflow_status(self.state)
+
+    @property
+    def reruns(self) -> bool:
+        """Whether the trial's parameters run again: it never got a fair chance (a worker
+        death is re-run up to ``retries`` times; an interruption always)."""
+        return self in (StopReason.WORKER_DIED, StopReason.INTERRUPTED)
+
+    @classmethod
+    def from_trainer(cls, reason: str) -> StopReason:
+        """The study's reason for a training run that ended by itself (`trainers.STOP_REASONS`
+        less ``stopped_by_caller``, which the study records as the reason it stopped it)."""
+        if reason not in (cls.COMPLETED.value, cls.EARLY_STOPPED.value, cls.DIVERGED.value):
+            raise ValueError(f"a finished training run ends completed, early_stopped or diverged, got {reason!r}")
+        return cls(reason)
+
+
+STOP_REASONS = tuple(r.value for r in StopReason)
+FINAL_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+_MLFLOW_STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "FAILED"}
+
+
+def mlflow_status(state: TrialState) -> str:
+    """The MLflow run status matching a finished Optuna state."""
+    return _MLFLOW_STATUS[state]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The end of one trial: its stop reason, objective values (COMPLETE only), a message for
+    failures and extra user attrs (``pruned_step``, ``best_epoch``, ...)."""
+
+    reason: StopReason
+    values: list[float] | None = None
+    message: str = ""
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.reason, StopReason):
+            try:
+                object.__setattr__(self, "reason", StopReason(self.reason))
+            except ValueError:
+                raise ValueError(f"stop reason must be one of {', '.join(STOP_REASONS)}, got {self.reason!r}") from None
+        if self.state == TrialState.COMPLETE and not self.values:
+            raise ValueError("a completed trial needs its objective value(s)")
+
+    @property
+    def state(self) -> TrialState:
+        return self.reason.state
+
+    @property
+    def mlflow_status(self) -> str:
+        return self.reason.mlflow_status
+
+
+# -- one stored trial ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrialRecord:
+    """A typed view of one Optuna trial as hpstudy stored it."""
+
+    number: int
+    state: TrialState
+    values: list[float] | None
+    params: dict[str, Any]
+    attrs: dict[str, Any]
+    intermediate: dict[int, float]
+    started: datetime | None
+    completed: datetime | None
+
+    @classmethod
+    def of(cls, t: FrozenTrial) -> TrialRecord:
+        return cls(
+            t.number, t.state, list(t.values) if t.values is not None else None, dict(t.params), dict(t.user_attrs),
+            dict(t.intermediate_values), t.datetime_start, t.datetime_complete,
+        )  # fmt: skip
+
+    @property
+    def stop_reason(self) -> StopReason | None:
+        raw = self.attrs.get(TrialAttr.STOP_REASON)
+        try:
+            return StopReason(raw) if raw is not None else None
+        except ValueError:
+            return None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def counted(self) -> bool:
+        """Finished and not superseded by a re-run: what a study's target counts."""
+        return self.finished and not self.attrs.get(TrialAttr.RETRIED, False)
+
+    @property
+    def config(self) -> TrainConfig | None:
+        """The trial's full configuration (None for a trial asked for before it was stored,
+        or whose space failed to build one)."""
+        raw = self.attrs.get(TrialAttr.CONFIG)
+        if not isinstance(raw, dict):
+            return None
+        return config_from_json(raw)
+
+    @property
+    def seed(self) -> int | None:
+        v = self.attrs.get(TrialAttr.SEED)
+        return int(v) if isinstance(v, int) else None
+
+    @property
+    def driver(self) -> str | None:
+        v = self.attrs.get(TrialAttr.DRIVER)
+        return v if isinstance(v, str) else None
+
+    @property
+    def last_epoch(self) -> int:
+        return max(self.intermediate) if self.intermediate else 0
+
+    def tags(self) -> dict[str, str]:
+        """The MLflow tags of this trial's run that come from Optuna (state, stop reason,
+        error, seed, attempt, retry_of, reconciled, placement)."""
+        tags = {Tag.STATE: self.state.name}
+        tags.update({k: str(self.attrs[k])[:MAX_TEXT] for k in TAGGED_ATTRS if k in self.attrs})
+        placement = self.attrs.get(TrialAttr.PLACEMENT)
+        if isinstance(placement, dict):
+            tags.update({k: str(v) for k, v in placement.items() if k in PLACEMENT})
+        return tags
+
+    def summary_metrics(self, metric: str | None) -> dict[str, float]:
+        """The run's end-of-trial metrics Optuna knows: stopped/best epoch, parameter count,
+        objective value(s), and ``best_<metric>`` (the objective metric at the best epoch)."""
+        out: dict[str, float] = {}
+        for k in SUMMARY_ATTRS:
+            v = self.attrs.get(k)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                out[k] = float(v)
+        if self.state == TrialState.COMPLETE and self.values:
+            out.update(objective_metrics(self.values))
+        best = self.attrs.get(TrialAttr.BEST_EPOCH)
+        if metric is not None and best in self.intermediate:
+            out[f"best_{metric}"] = float(self.intermediate[best])
+        return out
+
+
+def objective_metrics(values: list[float]) -> dict[str, float]:
+    """The MLflow metric names of a trial's objective value(s)."""
+    return {"objective" if i == 0 else f"objective_{i}": float(v) for i, v in enumerate(values)}
+
+
+def config_from_json(raw: dict[str, Any]) -> TrainConfig:
+    """A stored configuration back to a `TrainConfig` (JSON lists back to tuples)."""
+    d = dict(raw)
+    if isinstance(d.get("width"), list):
+        d["width"] = tuple(d["width"])
+    return TrainConfig.from_dict(d)
+
+
+def config_to_json(config: TrainConfig) -> dict[str, Any]:
+    """A configuration as the JSON object stored in Optuna."""
+    return json.loads(json.dumps(config.to_dict()))
+
+
+# -- the stored spec -----------------------------------------------------------------------------
+#: Fields that may differ between a launch and the study already stored under its name.
+RUN_FIELDS = ("trials", "concurrency", "storage", "tracking_uri")
+
+
+def stored_spec(attrs: dict[str, Any]) -> dict[str, Any] | None:
+    """The spec record in a study's user attrs (None: not launched by hpstudy)."""
+    raw = attrs.get(StudyAttr.SPEC)
+    return json.loads(raw) if isinstance(raw, str) else raw
+
+
+def spec_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The fields in which two spec records differ, less those a relaunch may change."""
+    return sorted(k for k in set(old) | set(new) if k not in RUN_FIELDS and old.get(k) != new.get(k))
+
+
+def spec_from_record(name: str, record: dict[str, Any] | None, storage: str | None, where: str) -> StudySpec:
+    """The `StudySpec` a stored study was launched with; `storage` is where it was found."""
+    if not record:
+        raise SpecError(f"study {name!r} in {where!r} was not launched by hpstudy (no spec recorded)")
+    data = dict(record)
+    data["storage"] = storage
+    if data.get("objectives"):  # the record dumps the unused default `objective` too
+        data.pop("objective", None)
+    return parse_spec(data, source=f"stored spec of {name!r}")

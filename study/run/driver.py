@@ -1,0 +1,344 @@
+"""The driver loop: keep ``concurrency`` trials in flight and be the single writer.
+
+The loop only moves events around. `Decisions` (Optuna) decides what to try and whether to
+prune, an `Executor` (Ray, or in-process for tests) runs trials, the `Tracker` (MLflow)
+records, a `Listener` displays. Where a trial's epoch goes, in order:
+
+1. `_fill` asks Optuna for a trial and its configuration, opens its MLflow run and submits it;
+2. the executor's `poll` returns the trial's events; `_handle` matches each by type:
+   - `Started`: the trial runs (its timeout clock starts; where it runs is recorded);
+   - `Epoch`: queue the record for MLflow, report the objective metric to Optuna, and if the
+     pruner says stop, cancel the task and end the trial as pruned (its slot refills on the
+     next turn of the loop);
+   - `Ended`: tell Optuna COMPLETE with the objective value(s), or FAIL for a diverged run;
+   - `Failed` / `Died`: FAIL as failed / worker_died (the latter re-enqueued);
+3. `_end`: the MLflow writes (last metrics, tags, run status) are handed to the tracker
+   first, then Optuna is told.
+
+With `TrackerProcess` the writes are done by the driver's writer process, which finishes
+everything it was handed even if the driver is killed; a driver killed before telling Optuna
+leaves the trial RUNNING there, and ``study resume`` re-runs it and repairs its MLflow run.
+
+Ctrl-C (SIGINT) or SIGTERM asks the loop to stop: running trials are cancelled and recorded
+as interrupted (re-enqueued for a resume); a second Ctrl-C stops at once.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from study.record import PLACEMENT, Outcome, StopReason, Tag, TrialAttr
+from study.run.decisions import Asked, Decisions, objective_values
+from study.run.events import Died, Ended, Epoch, Event, Failed, Started
+from study.run.executor import Executor
+from study.stores.tracker import Tracker
+
+#: The display is refreshed at most this often (seconds).
+TICK_SECONDS = 0.25
+
+
+@dataclass
+class RunningTrial:
+    """What the driver knows about a trial in flight."""
+
+    asked: Asked
+    submitted: float
+    started: float | None = None
+    epoch: int = 0
+    value: float | None = None
+    history: dict[int, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def number(self) -> int:
+        return self.asked.trial.number
+
+
+@dataclass(frozen=True)
+class RunningView:
+    """One running trial as the display shows it."""
+
+    number: int
+    epoch: int
+    epochs: int | None
+    value: float | None
+    seconds: float | None  # running for; None while queued
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The study as the display shows it: counts, best so far, running trials, timing."""
+
+    name: str
+    metric: str
+    finished: int
+    target: int
+    counts: dict[str, int]  # finished here, by stop reason
+    best: tuple[int, float] | None  # (trial number, first objective value)
+    running: list[RunningView]
+    elapsed: float
+    eta: float | None
+
+    @property
+    def pruned(self) -> int:
+        return self.counts.get(StopReason.PRUNED.value, 0)
+
+    @property
+    def failed(self) -> int:
+        ok = (StopReason.COMPLETED.value, StopReason.EARLY_STOPPED.value, StopReason.PRUNED.value, StopReason.INTERRUPTED.value)
+        return sum(v for k, v in self.counts.items() if k not in ok)
+
+
+class Listener:
+    """Progress hooks, all optional. The display and tests implement them."""
+
+    def on_trial_start(self, number: int, info: dict[str, Any]) -> None: ...
+    def on_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None: ...
+    def on_trial_end(self, number: int, outcome: Outcome, snapshot: Snapshot) -> None: ...
+    def on_tick(self, snapshot: Snapshot) -> None: ...
+
+
+class Driver:
+    """Runs a study to its target number of finished trials (or until stopped)."""
+
+    def __init__(
+        self,
+        decisions: Decisions,
+        executor: Executor,
+        tracker: Tracker,
+        *,
+        concurrency: int,
+        listener: Listener | None = None,
+        tick: float = 0.2,
+    ) -> None:
+        self.decisions = decisions
+        self.spec = decisions.spec
+        self.executor = executor
+        self.tracker = tracker
+        self.concurrency = concurrency
+        self.listener = listener or Listener()
+        self.tick = tick
+        self.running: dict[int, RunningTrial] = {}
+        self.counts: dict[str, int] = {}
+        self.best: tuple[int, list[float]] | None = None
+        self.started = time.monotonic()
+        self.finished_here = 0
+        self.stop_requested = False
+        self.interrupted = False
+        self._metric = self.spec.all_objectives[0].metric
+        self._next_tick = 0.0
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(self) -> bool:
+        """Run until the target is met; False if interrupted."""
+        with self._signals():
+            while not self.stop_requested:
+                self._fill()
+                if not self.running:
+                    break
+                for event in self.executor.poll(self.tick):
+                    self._handle(event)
+                self._check_timeouts()
+                self.decisions.lease.beat()
+                self.tracker.maybe_flush()
+                self._tick()
+            if self.stop_requested:
+                self._interrupt()
+        self.tracker.flush()
+        return not self.interrupted
+
+    @property
+    def remaining(self) -> int:
+        return self.decisions.target - self.decisions.counted - len(self.running)
+
+    def _fill(self) -> None:
+        while len(self.running) < self.concurrency and self.remaining > 0 and not self.stop_requested:
+            asked = self.decisions.ask()
+            if asked is None:  # other drivers of this study hold or finished the rest
+                break
+            number = asked.trial.number
+            tags = {TrialAttr.SEED: str(asked.seed), TrialAttr.ATTEMPT: str(asked.attempt)}
+            if asked.retry_of is not None:
+                tags[TrialAttr.RETRY_OF] = str(asked.retry_of)
+            params = asked.config.to_dict() if asked.config is not None else dict(asked.trial.params)
+            self.tracker.start_trial(number, params, tags)
+            r = RunningTrial(asked, time.monotonic())
+            self.running[number] = r
+            if asked.config is None:
+                self._end(r, Outcome(StopReason.FAILED, message=asked.error))
+                continue
+            self.executor.submit(number, asked.config)
+
+    def _handle(self, event: Event) -> None:
+        r = self.running.get(event.number)
+        if r is None:  # a cancelled trial's late event
+            return
+        match event:
+            case Started(info=info):
+                r.started = time.monotonic()
+                placed = {k: str(info[k]) for k in PLACEMENT if info.get(k) not in (None, "")}
+                if placed:  # where Ray ran it: MLflow tags and Optuna user attrs
+                    self.tracker.tag_trial(r.number, placed)
+                    self.decisions.note(r.asked.trial, {TrialAttr.PLACEMENT: placed})  # one storage write
+                self.listener.on_trial_start(r.number, info)
+            case Epoch(epoch=epoch, metrics=metrics):
+                self._epoch(r, epoch, metrics)
+            case Ended():
+                self._finished(r, event)
+            case Failed(message=message):
+                self._end(r, Outcome(StopReason.FAILED, message=message))
+            case Died(message=message):
+                self._end(r, Outcome(StopReason.WORKER_DIED, message=message))
+
+    def _epoch(self, r: RunningTrial, epoch: int, metrics: dict[str, float]) -> None:
+        r.epoch = epoch
+        r.history[epoch] = metrics
+        r.value = metrics.get(self._metric)
+        self.tracker.log_epoch(r.number, epoch, metrics)
+        self.listener.on_epoch(r.number, epoch, metrics)
+        if self.decisions.report(r.asked.trial, epoch, r.value):
+            self.executor.cancel(r.number)
+            self._end(r, Outcome(StopReason.PRUNED, attrs={TrialAttr.PRUNED_STEP: epoch, TrialAttr.PRUNED_VALUE: r.value}))
+
+    def _finished(self, r: RunningTrial, end: Ended) -> None:
+        attrs = {
+            TrialAttr.BEST_EPOCH: end.best_epoch,
+            TrialAttr.STOPPED_EPOCH: end.stopped_epoch,
+            TrialAttr.N_PARAMS: end.n_params,
+        }
+        reason = StopReason.from_trainer(end.reason)
+        if reason is StopReason.DIVERGED:
+            self._end(r, Outcome(reason, message=f"loss or weights not finite at epoch {end.stopped_epoch}", attrs=attrs), end)
+            return
+        values, why = objective_values(self.spec, r.history, end)
+        if values is None:
+            self._end(r, Outcome(StopReason.FAILED, message=f"no objective value: {why}", attrs=attrs), end)
+        else:
+            self._end(r, Outcome(reason, values=values, attrs=attrs), end)
+
+    def _check_timeouts(self) -> None:
+        limit = self.spec.timeout
+        if limit is None:
+            return
+        now = time.monotonic()
+        for r in list(self.running.values()):
+            if r.started is not None and now - r.started > limit:
+                self.executor.cancel(r.number, force=True)
+                self._end(
+                    r, Outcome(StopReason.TIMEOUT, message=f"ran longer than timeout={limit:g}s (stopped in epoch {r.epoch + 1})")
+                )
+
+    # -- the end of a trial ------------------------------------------------------------
+    def _end(self, r: RunningTrial, outcome: Outcome, end: Ended | None = None) -> None:
+        del self.running[r.number]
+        metrics = self._summary_metrics(r, outcome, end)
+        tags = {Tag.STOP_REASON: outcome.reason.value, **{k: str(v) for k, v in outcome.attrs.items()}}
+        if outcome.message:
+            tags[TrialAttr.ERROR] = outcome.message
+        self.tracker.end_trial(r.number, outcome.state.name, outcome.mlflow_status, tags, metrics)
+        counted = self.decisions.finish(r.asked, outcome)
+        self.counts[outcome.reason.value] = self.counts.get(outcome.reason.value, 0) + 1
+        if counted:
+            self.finished_here += 1
+        if outcome.values is not None and self._better(outcome.values):
+            self.best = (r.number, outcome.values)
+        self.tracker.study_progress(self._progress_metrics(), self.decisions.counted)
+        self.listener.on_trial_end(r.number, outcome, self.snapshot())
+
+    def _summary_metrics(self, r: RunningTrial, outcome: Outcome, end: Ended | None) -> dict[str, float]:
+        out: dict[str, float] = {"stopped_epoch": float(end.stopped_epoch if end is not None else r.epoch)}
+        if end is not None and end.best_epoch and end.best_epoch in r.history:
+            rec = r.history[end.best_epoch]
+            out["best_epoch"] = float(end.best_epoch)
+            out[f"best_{self._metric}"] = rec.get(self._metric, math.nan)
+            out["gap_at_best"] = rec["val_loss"] - rec["train_loss"]
+        if end is not None:
+            out["n_params"] = float(end.n_params)
+            for k, v in (("test_loss", end.test_loss), ("test_acc", end.test_acc)):
+                if v is not None:
+                    out[k] = float(v)
+        if outcome.values is not None:
+            for i, v in enumerate(outcome.values):
+                out["objective" if i == 0 else f"objective_{i}"] = v
+        return {k: v for k, v in out.items() if math.isfinite(v)}
+
+    def _better(self, values: list[float]) -> bool:
+        if self.spec.is_multi_objective:
+            return False
+        if self.best is None:
+            return True
+        maximize = self.spec.directions[0] == "maximize"
+        return values[0] > self.best[1][0] if maximize else values[0] < self.best[1][0]
+
+    def _progress_metrics(self) -> dict[str, float]:
+        c = self.counts
+        out = {
+            "finished": float(self.decisions.counted),
+            "completed": float(c.get("completed", 0) + c.get("early_stopped", 0)),
+            "pruned": float(c.get("pruned", 0)),
+            "failed": float(sum(v for k, v in c.items() if k not in ("completed", "early_stopped", "pruned"))),
+        }
+        if self.best is not None:
+            out["best_value"] = self.best[1][0]
+        return out
+
+    # -- stopping -----------------------------------------------------------------------
+    def _interrupt(self) -> None:
+        self.interrupted = True
+        for r in list(self.running.values()):
+            self.executor.cancel(r.number)
+            self._end(
+                r, Outcome(StopReason.INTERRUPTED, message="interrupted (Ctrl-C or SIGTERM); re-enqueued for `study resume`")
+            )
+
+    def request_stop(self, *_: Any) -> None:
+        if self.stop_requested:
+            raise KeyboardInterrupt
+        self.stop_requested = True
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM request a clean stop while the loop runs (main thread only)."""
+        saved: dict[signal.Signals, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                saved[sig] = signal.signal(sig, self.request_stop)
+        try:
+            yield
+        finally:
+            for signum, handler in saved.items():
+                signal.signal(signum, handler)
+
+    # -- the display ----------------------------------------------------------------------
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_tick:
+            self._next_tick = now + TICK_SECONDS
+            self.listener.on_tick(self.snapshot())
+
+    def eta_seconds(self) -> float | None:
+        if self.finished_here == 0:
+            return None
+        per = (time.monotonic() - self.started) / self.finished_here
+        todo = self.decisions.target - self.decisions.counted
+        return per * todo
+
+    def snapshot(self) -> Snapshot:
+        now = time.monotonic()
+        running = [
+            RunningView(
+                r.number, r.epoch, getattr(r.asked.config, "epochs", None), r.value, now - r.started if r.started else None
+            )
+            for r in sorted(self.running.values(), key=lambda r: r.number)
+        ]
+        best = None if self.best is None else (self.best[0], self.best[1][0])
+        return Snapshot(
+            self.spec.name, self._metric, self.decisions.counted, self.decisions.target, dict(self.counts), best, running,
+            now - self.started, self.eta_seconds(),
+        )  # fmt: skip

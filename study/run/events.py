@@ -1,0 +1,65 @@
+"""The messages from a running trial to the driver: small frozen dataclasses, matched by type.
+
+A worker yields `Started` once, `Epoch` after every epoch, then `Ended` (training finished by
+itself: completed, early stopped or diverged) or `Failed` (the trainer raised: the trial
+failed, the worker lives on). An executor adds `Died` when the process running a trial is
+gone. After an executor's ``cancel(number)`` no further event of that trial arrives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Started:
+    """The trial runs. `info`: ``pid``, ``host``, and from Ray ``node_id``, ``gpu_ids`` and
+    ``started_at`` (the wall-clock time the task began)."""
+
+    number: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Epoch:
+    """One epoch's record (`trainers.EpochRecord.metrics`: a flat dict of floats)."""
+
+    number: int
+    epoch: int
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Ended:
+    """Training ended by itself. `reason` is the trainer's (completed, early_stopped,
+    diverged); `best_epoch` the epoch whose weights were kept; `test_loss`/`test_acc` on the
+    test split, when there is one (never used to choose)."""
+
+    number: int
+    reason: str
+    best_epoch: int
+    stopped_epoch: int
+    n_params: int
+    final: dict[str, float] = field(default_factory=dict)
+    test_loss: float | None = None
+    test_acc: float | None = None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The trainer raised; `message` is ``Type: message``."""
+
+    number: int
+    message: str
+
+
+@dataclass(frozen=True)
+class Died:
+    """The process (or node) running the trial is gone."""
+
+    number: int
+    message: str
+
+
+Event = Started | Epoch | Ended | Failed | Died

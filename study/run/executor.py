@@ -1,0 +1,90 @@
+"""Execution, kept apart from the loop and from Optuna: submit a trial, poll for its events,
+cancel it. `study.run.ray_executor.RayExecutor` runs trials as Ray streaming tasks;
+`InProcessExecutor` here steps them in this process, one event per poll, round-robin, so the
+driver loop can be tested deterministically without a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+from study.run.events import Died, Event
+from study.run.worker import trial_events
+from trainers import Dataset, TrainConfig
+
+
+class Executor(Protocol):
+    """Runs trials. One driver thread calls every method."""
+
+    def capacity(self) -> int:
+        """How many trials can run at once (CPU slots for the per-trial resources)."""
+        ...
+
+    def submit(self, number: int, config: TrainConfig) -> None:
+        """Start trial `number` training `config`."""
+        ...
+
+    def poll(self, timeout: float) -> list[Event]:
+        """Events that are ready, waiting up to `timeout` seconds for the first one."""
+        ...
+
+    def cancel(self, number: int, force: bool = False) -> None:
+        """Stop trial `number` now (`force`: even if it does not return to Python); its
+        remaining events are dropped."""
+        ...
+
+    def close(self) -> None:
+        """Cancel whatever still runs and release resources."""
+        ...
+
+
+class WorkerDied(Exception):
+    """Raised by an in-process trial function to simulate a lost worker in unit tests."""
+
+
+#: ``trial_fn(number, config, data)``: a trial's events (the default trains for real).
+TrialFn = Callable[[int, TrainConfig, Dataset], Iterator[Event]]
+
+
+class InProcessExecutor:
+    """Steps every running trial's event generator one event per poll, in submission order.
+    A `WorkerDied` raised by `trial_fn` becomes a `Died` event."""
+
+    def __init__(self, data: Dataset, *, slots: int = 2, trial_fn: TrialFn | None = None, backend: str = "numpy") -> None:
+        self.data = data
+        self.slots = slots
+        self.backend = backend
+        self.trial_fn: TrialFn = trial_fn or self._train
+        self.running: dict[int, Iterator[Event]] = {}
+
+    def _train(self, number: int, config: TrainConfig, data: Dataset) -> Iterator[Event]:
+        return trial_events(number, config, data, backend=self.backend, threads=1)
+
+    def capacity(self) -> int:
+        return self.slots
+
+    def submit(self, number: int, config: TrainConfig) -> None:
+        self.running[number] = iter(self.trial_fn(number, config, self.data))
+
+    def poll(self, timeout: float) -> list[Event]:
+        events: list[Event] = []
+        for number, gen in list(self.running.items()):
+            try:
+                events.append(next(gen))
+            except StopIteration:
+                del self.running[number]
+            except WorkerDied as e:
+                del self.running[number]
+                events.append(Died(number, str(e) or "worker died"))
+        return events
+
+    def cancel(self, number: int, force: bool = False) -> None:
+        gen = self.running.pop(number, None)
+        close = getattr(gen, "close", None)
+        if close is not None:
+            close()
+
+    def close(self) -> None:
+        for number in list(self.running):
+            self.cancel(number)

@@ -1,0 +1,92 @@
+"""Every check that bad input can fail, before anything is written anywhere.
+
+`prepare` checks the spec's storage URL and tracking URI, loads its search space and
+dataset, builds its sampler and pruner, and samples the space in a throwaway in-memory study
+(the fixed values must give valid configurations, every enqueued configuration must be one
+of the space's, a grid must cover it). Only then does `study.run.launch.run_study` create
+the Optuna study, the MLflow experiment and start Ray.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from study.run.samplers import make_pruner, make_sampler
+from study.spec import SpecError, StudySpec
+from study.stores.uris import check_storage, check_tracking
+from trainers import Dataset
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A checked spec with its loaded space and dataset; nothing written yet."""
+
+    spec: StudySpec
+    storage_url: str
+    space: Any
+    data: Dataset
+
+
+def prepare(spec: StudySpec) -> Prepared:
+    """Every check that bad input can fail, before anything is created. Raises SpecError."""
+    url = check_storage(spec.storage)
+    check_tracking(spec.tracking_uri)
+    space = load_space(spec.space)
+    data = spec.dataset.load()
+    make_sampler(spec)
+    make_pruner(spec)
+    _dry_run(spec, space, data)
+    return Prepared(spec, url, space, data)
+
+
+def load_space(name: str) -> Any:
+    """The search space `name` (built-in, YAML file or module:function); SpecError if bad."""
+    import search_spaces
+
+    try:
+        return search_spaces.load(name)
+    except search_spaces.SpaceError as e:
+        raise SpecError(f"field space: {e}") from None
+    except (ImportError, AttributeError, OSError, ValueError) as e:
+        raise SpecError(
+            f"field space: cannot load {name!r} ({e}); built-in spaces: {', '.join(search_spaces.builtin())}"
+        ) from None
+
+
+def _dry_run(spec: StudySpec, space: Any, data: Dataset) -> None:
+    """Sample the space in a throwaway in-memory study: `fixed` must give valid configs,
+    every enqueued configuration must be one of the space's, the grid must cover it."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    kw = {"overrides": dict(spec.fixed), "n_inputs": data.n_features, "n_classes": data.n_classes}
+    try:
+        space.with_fixed(dict(spec.fixed))
+    except ValueError as e:
+        raise SpecError(f"field fixed: {e}") from None
+    for i, params in enumerate(spec.enqueue):
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        study.enqueue_trial(params)
+        trial = study.ask()
+        try:
+            space.suggest(trial, **kw)
+        except ValueError as e:
+            raise SpecError(f"field enqueue[{i}]: {e}") from None
+        unused = sorted(set(params) - set(trial.params))
+        if unused:
+            raise SpecError(
+                f"field enqueue[{i}]: parameter(s) {unused} are not drawn by space {spec.space!r} for this configuration (it drew {sorted(trial.params)})"
+            )
+    sampler = make_sampler(spec) if spec.sampler.name == "grid" else optuna.samplers.RandomSampler(seed=spec.seed)
+    study = optuna.create_study(sampler=sampler, directions=spec.directions)
+    errors = []
+    for _ in range(5):
+        try:
+            space.suggest(study.ask(), **kw)
+            return
+        except ValueError as e:
+            errors.append(str(e))
+            if spec.sampler.name == "grid":
+                raise SpecError(f"field sampler.grid: {e}") from None
+    raise SpecError(f"field fixed: space {spec.space!r} with fixed {spec.fixed} gives no valid configuration: {errors[0]}")

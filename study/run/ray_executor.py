@@ -1,0 +1,177 @@
+"""Trials as Ray streaming tasks: one remote generator per trial, one object per epoch.
+
+The dataset is `ray.put` once; every task gets the same reference, so the trials on a node
+read one shared-memory copy. `poll` is a `ray.wait` over the trials' `ObjectRefGenerator`s;
+`cancel` is `ray.cancel` on the generator (the task gets a KeyboardInterrupt between
+Python bytecodes, so a NumPy epoch stops within one BLAS call). Tasks are never retried by
+Ray (``max_retries=0``): a lost worker is a `Died` event and the driver decides.
+
+`start_ray` starts a local Ray (dashboard off, all of this machine's CPUs, worker logs kept
+out of the terminal) or connects to an existing cluster with ``address``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import ray
+from ray.exceptions import RayError, RayTaskError, TaskCancelledError
+
+from study.run.events import Died, Event, Failed, Started
+from study.run.executor import TrialFn
+from study.run.worker import trial_events
+from study.spec import SpecError
+from trainers import Dataset, TrainConfig
+
+
+def _thread_env(threads: int) -> dict[str, str]:
+    n = str(threads)
+    return {"OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+
+
+def start_ray(address: str | None = None, *, threads: int = 1) -> bool:
+    """Make sure Ray is up; returns True if this call started it (and so should stop it)."""
+    if ray.is_initialized():
+        return False
+    env = {"env_vars": _thread_env(threads)}
+    common: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR, "runtime_env": env}
+    if address:
+        ray.init(address=address, **common)
+    else:  # "local": always a new instance, never one another `ray start` left in /tmp/ray
+        ray.init(address="local", include_dashboard=False, **common)
+    return True
+
+
+def stop_ray() -> None:
+    """Stop the Ray that `start_ray` started."""
+    ray.shutdown()
+
+
+def _placed(events: Iterator[Event]) -> Iterator[Event]:
+    """The events, with the Ray node id and the GPU ids Ray assigned added to `Started`."""
+    for event in events:
+        if isinstance(event, Started):
+            gpus = ",".join(str(g) for g in ray.get_gpu_ids())
+            node = ray.get_runtime_context().get_node_id()
+            event = dataclasses.replace(
+                event, info={**event.info, "node_id": node, "gpu_ids": gpus, "started_at": f"{time.time():.3f}"}
+            )
+        yield event
+
+
+@ray.remote(max_retries=0)
+def _run_trial(number: int, config: TrainConfig, data: Dataset, backend: str, device: str, threads: int) -> Any:
+    yield from _placed(trial_events(number, config, data, backend=backend, device=device, threads=threads))
+
+
+@ray.remote(max_retries=0)
+def _run_fn(fn: TrialFn, number: int, config: TrainConfig, data: Dataset) -> Any:
+    yield from _placed(fn(number, config, data))
+
+
+class RayExecutor:
+    """Runs each trial as a `_run_trial` streaming task with the spec's resources.
+    `trial_fn(number, config, data)` replaces the trainer (benchmarks: trivial trials)."""
+
+    def __init__(
+        self,
+        data: Dataset,
+        *,
+        backend: str = "numpy",
+        device: str = "cpu",
+        cpus: float = 1.0,
+        gpus: float = 0.0,
+        trial_fn: TrialFn | None = None,
+    ) -> None:
+        self.data_ref = ray.put(data)
+        self.trial_fn = trial_fn
+        self.backend = backend
+        self.device = device
+        self.cpus = cpus
+        self.gpus = gpus
+        self.threads = max(1, int(cpus))
+        self.streams: dict[int, Any] = {}  # trial number -> ObjectRefGenerator
+
+    def capacity(self) -> int:
+        """Trials that fit the cluster at once, by CPUs (and GPUs when asked for)."""
+        total = ray.cluster_resources()
+        slots = int(total.get("CPU", 1) // self.cpus)
+        if self.gpus > 0:
+            slots = min(slots, int(total.get("GPU", 0) // self.gpus))
+        return max(1, slots)
+
+    def submit(self, number: int, config: TrainConfig) -> None:
+        opts = {"num_cpus": self.cpus, "num_gpus": self.gpus, "name": f"trial-{number}"}
+        if self.trial_fn is not None:
+            gen = _run_fn.options(**opts).remote(self.trial_fn, number, config, self.data_ref)
+        else:
+            gen = _run_trial.options(**opts).remote(number, config, self.data_ref, self.backend, self.device, self.threads)
+        self.streams[number] = gen
+
+    def poll(self, timeout: float) -> list[Event]:
+        """One event from every stream that has one ready, waiting up to `timeout` for the
+        first. Two `ray.wait` calls at most, whatever the number of trials in flight."""
+        if not self.streams:
+            return []
+        gens = list(self.streams.values())
+        ready, _ = ray.wait(gens, num_returns=len(gens), timeout=0)
+        if not ready:
+            ready, _ = ray.wait(gens, num_returns=1, timeout=timeout)
+        ready_ids = {id(g) for g in ready}
+        events: list[Event] = []
+        for number, gen in list(self.streams.items()):
+            if id(gen) in ready_ids:
+                self._next(number, gen, events)
+        return events
+
+    def _next(self, number: int, gen: Any, events: list[Event]) -> None:
+        try:
+            ref = next(gen)
+        except StopIteration:
+            self._drop(number)
+            return
+        try:
+            events.append(ray.get(ref))
+        except TaskCancelledError:
+            self._drop(number)
+        except RayTaskError as e:  # the task body raised outside the trainer
+            self._drop(number)
+            events.append(Failed(number, str(e).strip().splitlines()[-1]))
+        except RayError as e:  # worker or node lost, object lost, ...
+            self._drop(number)
+            events.append(Died(number, f"{type(e).__name__}: {str(e).strip().splitlines()[0]}"))
+
+    def check_resources(self) -> None:
+        """A SpecError if no node of the cluster could ever run one trial."""
+        need = {"CPU": self.cpus, "GPU": self.gpus}
+        for node in ray.nodes():
+            have = node.get("Resources", {}) if node.get("Alive") else {}
+            if all(have.get(k, 0.0) >= v for k, v in need.items() if v > 0):
+                return
+        total = ray.cluster_resources()
+        raise SpecError(
+            f"field resources: a trial needs {self.cpus:g} CPU(s) and {self.gpus:g} GPU(s) on one node, "
+            f"but no node of the Ray cluster has that (the cluster has {total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs)"
+        )
+
+    def cancel(self, number: int, force: bool = False) -> None:
+        """Stop a trial: a KeyboardInterrupt in its task (between bytecodes), or with `force`
+        the end of its worker process (a trial stuck in native code past its timeout)."""
+        gen = self.streams.get(number)
+        if gen is not None:
+            self._drop(number)
+            try:
+                ray.cancel(gen, force=force)
+            except Exception:  # noqa: BLE001 - already finished
+                pass
+
+    def _drop(self, number: int) -> None:
+        self.streams.pop(number, None)
+
+    def close(self) -> None:
+        for number in list(self.streams):
+            self.cancel(number)

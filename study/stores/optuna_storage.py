@@ -1,0 +1,139 @@
+"""Optuna storage: where a study's trials live (the source of truth), from one URL.
+
+The default is an Optuna journal file: an append-only log of storage operations, so a
+driver killed mid-study leaves a readable file, and it costs far less per trial than SQLite
+(benchmarks/orchestration_overhead.py measures both).
+
+This is the one module that reaches into Optuna's internals, each use commented and checked
+against the Optuna version it was written for (`OPTUNA_MAJOR`); anything else uses Optuna's
+public API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from study.record import StudyAttr, spec_from_record, stored_spec
+from study.spec import SpecError, StudySpec
+from study.stores.uris import DEFAULT_STORAGE, check_storage, file_path, journal_path, mask, resolve, scheme
+
+#: The Optuna major version the internals below were written against.
+OPTUNA_MAJOR = 5
+LOCK_GRACE_SECONDS = 5
+
+
+def _optuna_major() -> int:
+    return int(optuna.__version__.split(".", 1)[0])
+
+
+def open_storage(url: str | None) -> optuna.storages.BaseStorage:
+    """Open the storage at `url` (resolved), creating the file or tables if needed."""
+    url = resolve(url)
+    if scheme(url) == "journal":
+        from optuna.storages.journal import JournalFileSymlinkLock
+
+        path = journal_path(url)
+        if url == DEFAULT_STORAGE:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        # a write holds the lock for about a millisecond, so a lock unchanged for 5 s was left
+        # by a killed driver (Optuna's default waits 30 s before breaking it)
+        lock = JournalFileSymlinkLock(path, grace_period=LOCK_GRACE_SECONDS)
+        return optuna.storages.JournalStorage(_journal_backend(path, lock))
+    return optuna.storages.RDBStorage(url)
+
+
+def _journal_backend(path: str, lock: Any) -> Any:
+    """Optuna's journal file, appended without an fsync per operation.
+
+    Optuna fsyncs every append (ask, each epoch's report, tell): about 1 ms each on a busy
+    disk, a quarter of the driver's time with 32 trials in flight. Without it an append is
+    still in the page cache the moment `write` returns, so a killed driver loses nothing; only
+    a power cut can lose the last appends (the same trade as MLflow's SQLite in WAL mode with
+    synchronous=NORMAL). Internals: `JournalFileBackend._lock`/`_file_path` and the private
+    `get_lock_file` (Optuna 5); on any other version, Optuna's own backend."""
+    from optuna.storages.journal import JournalFileBackend
+
+    try:
+        from optuna.storages.journal._file import get_lock_file
+    except ImportError:
+        return JournalFileBackend(path, lock_obj=lock)
+    if _optuna_major() != OPTUNA_MAJOR:
+        return JournalFileBackend(path, lock_obj=lock)
+
+    class PageCacheJournal(JournalFileBackend):
+        def append_logs(self, logs: list[dict[str, object]]) -> None:
+            text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+            with get_lock_file(self._lock), open(self._file_path, "ab") as f:
+                f.write(text.encode("utf-8"))
+
+    return PageCacheJournal(path, lock_obj=lock)
+
+
+def study_names(url: str | None) -> list[str]:
+    """Names of the studies in an existing storage (none if the file does not exist yet)."""
+    url = resolve(url)
+    path = file_path(url)
+    if path is not None and not os.path.isfile(path):
+        return []
+    return [s.study_name for s in optuna.get_all_study_summaries(open_storage(url), include_best_trial=False)]
+
+
+def no_such_study(name: str, url: str, names: list[str]) -> SpecError:
+    return SpecError(f"no study {name!r} in storage {mask(url)!r} (studies there: {names or 'none'})")
+
+
+def load_stored(name: str, storage: str | None) -> tuple[optuna.Study, StudySpec, str]:
+    """An existing study, the spec it was launched with and its storage URL (resolved).
+    SpecError when the storage or the study does not exist or was not made by hpstudy."""
+    url = check_storage(storage, must_exist=True)
+    names = study_names(url)
+    if name not in names:
+        raise no_such_study(name, url, names)
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    spec = spec_from_record(name, stored_spec(study.user_attrs), storage, mask(url))
+    return study, spec, url
+
+
+def spec_record(spec: StudySpec) -> dict[str, Any]:
+    """The spec as stored with the study: no storage URL (the storage is where it is kept,
+    and its URL may carry a password) and the tracking URI with its password masked."""
+    d = spec.model_dump(mode="json")
+    d["storage"] = None
+    d["tracking_uri"] = mask(spec.tracking_uri)
+    return d
+
+
+def create_study(
+    spec: StudySpec, url: str, sampler: optuna.samplers.BaseSampler, pruner: optuna.pruners.BasePruner
+) -> optuna.Study:
+    """A new study with its spec, a fresh uid and the spec's enqueued configurations.
+    `optuna.exceptions.DuplicatedStudyError` if another driver created it first."""
+    study = optuna.create_study(
+        study_name=spec.name, storage=open_storage(url), sampler=sampler, pruner=pruner, directions=spec.directions
+    )
+    study.set_user_attr(StudyAttr.SPEC, spec_record(spec))
+    study.set_user_attr(StudyAttr.UID, uuid.uuid4().hex)
+    for params in spec.enqueue:
+        study.enqueue_trial(params, user_attrs={"enqueued": True})
+    return study
+
+
+def end_left_running(study: optuna.Study, number: int, attrs: dict[str, Any]) -> None:
+    """Set user attrs on a trial another process left RUNNING and mark it FAIL.
+
+    Optuna's public API writes user attrs only through a live `optuna.Trial` of the process
+    that asked for it; a resuming driver ends a dead driver's trial through the storage:
+    `Study._storage`, `Study._study_id` and `get_trial_id_from_study_id_trial_number` (Optuna 5)."""
+    if _optuna_major() != OPTUNA_MAJOR:
+        raise RuntimeError(f"hpstudy's reconciliation was written for Optuna {OPTUNA_MAJOR}, found {optuna.__version__}")
+    storage = study._storage
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    for k, v in attrs.items():
+        storage.set_trial_user_attr(trial_id, k, v)
+    storage.set_trial_state_values(trial_id, TrialState.FAIL)

@@ -1,0 +1,330 @@
+"""MLflow recording, written by the driver only (workers never talk to MLflow).
+
+Layout: one experiment per study, named after it; one parent run for the study (the spec as
+params and as ``spec.yaml``, progress metrics as the study runs); one child run per trial,
+nested under the parent (tag ``mlflow.parentRunId``) and named ``trial-<number>``, with the
+trial's configuration as params, every epoch's record as metrics with ``step=epoch``, final
+summary metrics, and tags ``trial_number``, ``state``, ``stop_reason``, ``seed`` (see
+`study.record.Tag`).
+
+`Tracker` is what the driver and the reconciliation write through; `MlflowTracker` writes
+from the calling thread, `study.stores.writer.TrackerProcess` from the driver's own writer
+process. Writes are batched: epoch metrics wait in a buffer and go out in
+`MlflowClient.log_batch` calls (at most 1000 metrics each) every ``flush_seconds`` and when a
+trial ends. A run is terminated with the status matching its trial's Optuna state, after its
+last metrics are written.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import yaml
+
+from study.record import MAX_TEXT, Tag, TrialRecord, mlflow_status
+
+_MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
+
+
+class TrackingFailure(RuntimeError):
+    """MLflow failed while the study ran (the study stops and can be resumed)."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What reconciliation needs to know of one trial's MLflow run."""
+
+    run_id: str
+    status: str  # MLflow run status
+    state: str  # tag: the Optuna state it was last given
+    stop_reason: str  # tag
+    incomplete: bool  # tag hpstudy.incomplete: some of its writes were lost
+    metrics: frozenset[str]  # names of the metrics it has
+
+
+class Tracker(Protocol):
+    """Everything the driver writes to MLflow. Both implementations return the same types;
+    ``start_study`` delivers the parent run's id through the ``on_parent`` callback given to
+    the constructor (at once in-process, later from the writer process)."""
+
+    def start_study(self, name: str, spec: dict[str, Any], parent_run_id: str | None, uid: str, live: bool = True) -> None:
+        """Create (or reopen) the experiment and the study's parent run. ``live=False`` (a
+        reconciliation without a driver) finds or creates it without reopening it."""
+        ...
+
+    def study_progress(self, metrics: dict[str, float], step: int) -> None: ...
+
+    def end_study(self, status: str, summary: dict[str, float] | None, step: int) -> int:
+        """Flush everything and close the parent run; returns how many writes were lost."""
+        ...
+
+    def start_trial(self, number: int, params: dict[str, Any], tags: dict[str, str]) -> None: ...
+
+    def tag_trial(self, number: int, tags: dict[str, str]) -> None: ...
+
+    def log_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None: ...
+
+    def end_trial(self, number: int, state: str, status: str, tags: dict[str, str], summary: dict[str, float]) -> None: ...
+
+    def maybe_flush(self) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def trial_runs(self) -> dict[int, RunInfo]:
+        """Every child run of the parent by trial number (the newest when a number repeats)."""
+        ...
+
+    def repair_trial(self, record: TrialRecord, metric: str | None, run: RunInfo | None) -> int:
+        """Make a trial's run agree with its Optuna record (see `MlflowTracker.repair_trial`);
+        returns the epoch points filled in."""
+        ...
+
+    def close_parent(self, status: str, summary: dict[str, float], step: int) -> bool:
+        """Close a parent run left RUNNING (no driver is running); True if it was."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def quiet_mlflow() -> None:
+    """MLflow's, alembic's and SQLAlchemy's loggers at WARNING (after importing mlflow, which
+    sets its own logger's level)."""
+    for name in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested mapping to ``{"a.b": "value"}`` strings, as MLflow params."""
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = str(v)[:6000]
+    return out
+
+
+def child_runs(client: Any, experiment_id: str, parent_id: str) -> Iterator[Any]:
+    """Every MLflow run nested under run `parent_id` (paged search, 1000 a page)."""
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], filter_string=f"tags.`{Tag.PARENT}` = '{parent_id}'", max_results=1000, page_token=token
+        )
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def run_info(run: Any) -> RunInfo:
+    tags = run.data.tags
+    return RunInfo(
+        run.info.run_id, run.info.status, tags.get(Tag.STATE, ""), tags.get(Tag.STOP_REASON, ""),
+        tags.get(Tag.INCOMPLETE) == "true", frozenset(run.data.metrics),
+    )  # fmt: skip
+
+
+def _ms(when: Any) -> int | None:
+    return int(when.timestamp() * 1000) if when is not None else None
+
+
+class MlflowTracker:
+    """The driver's MLflow writer for one study, writing from the calling thread."""
+
+    def __init__(self, uri: str, *, flush_seconds: float = 2.0, on_parent: Callable[[str], None] | None = None) -> None:
+        from mlflow.tracking import MlflowClient
+
+        quiet_mlflow()
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        self.flush_seconds = flush_seconds
+        self.experiment_id = ""
+        self.parent_id = ""
+        self.runs: dict[int, str] = {}  # trial number -> run id
+        self.on_parent = on_parent
+        self._metrics: dict[str, list[Any]] = defaultdict(list)
+        self._params: dict[str, list[Any]] = defaultdict(list)
+        self._tags: dict[str, list[Any]] = defaultdict(list)
+        self.last_flush = time.monotonic()
+
+    # -- study --------------------------------------------------------------------------
+    def start_study(self, name: str, spec: dict[str, Any], parent_run_id: str | None, uid: str, live: bool = True) -> None:
+        """The parent is tagged ``hpstudy.study_uid``, so a resume finds it even if the
+        driver died before recording its id in Optuna."""
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            self.experiment_id = self.client.create_experiment(name, tags={Tag.STUDY: name})
+        else:
+            if exp.lifecycle_stage == "deleted":
+                self.client.restore_experiment(exp.experiment_id)
+            self.experiment_id = exp.experiment_id
+        if not parent_run_id and uid:
+            found = self.client.search_runs(
+                [self.experiment_id], filter_string=f"tags.`{Tag.STUDY_UID}` = '{uid}'", max_results=1
+            )
+            parent_run_id = found[0].info.run_id if found else None
+        if parent_run_id:
+            self.parent_id = parent_run_id
+            if live:
+                self.client.update_run(parent_run_id, status="RUNNING")
+                self.client.set_tag(parent_run_id, Tag.RESUMED_AT, time.strftime("%Y-%m-%dT%H:%M:%S"))
+        else:
+            tags = {Tag.ROLE: "study", Tag.STUDY_UID: uid, **({} if live else {Tag.SYNCED: "true"})}
+            run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+            self.parent_id = run.info.run_id
+            self._queue_params(self.parent_id, flatten(spec))
+            self.client.log_text(self.parent_id, yaml.safe_dump(spec, sort_keys=False), "spec.yaml")
+            if not live:
+                self.flush()
+        if self.on_parent is not None:
+            self.on_parent(self.parent_id)
+
+    def study_progress(self, metrics: dict[str, float], step: int) -> None:
+        self._queue_metrics(self.parent_id, metrics, step)
+
+    def end_study(self, status: str, summary: dict[str, float] | None, step: int) -> int:
+        """Flush everything and close the parent run (FINISHED, or KILLED when interrupted)."""
+        if summary:
+            self._queue_metrics(self.parent_id, summary, step)
+        self.flush()
+        self.client.set_terminated(self.parent_id, status=status)
+        return 0
+
+    def close_parent(self, status: str, summary: dict[str, float], step: int) -> bool:
+        if self.client.get_run(self.parent_id).info.status != "RUNNING":
+            return False
+        self.end_study(status, summary, step)
+        return True
+
+    # -- trials -------------------------------------------------------------------------
+    def start_trial(self, number: int, params: dict[str, Any], tags: dict[str, str]) -> None:
+        all_tags = {Tag.PARENT: self.parent_id, Tag.TRIAL_NUMBER: str(number), Tag.STATE: "RUNNING", **tags}
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{number}", tags=all_tags)
+        self.runs[number] = run.info.run_id
+        self._queue_params(run.info.run_id, flatten(params))
+
+    def tag_trial(self, number: int, tags: dict[str, str]) -> None:
+        """Queue tags for a running trial's run (where it runs)."""
+        run_id = self.runs.get(number)
+        if run_id is not None:
+            self._queue_tags(run_id, tags)
+
+    def log_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
+        self._queue_metrics(self.runs[number], metrics, epoch)
+
+    def end_trial(self, number: int, state: str, status: str, tags: dict[str, str], summary: dict[str, float]) -> None:
+        """Write the trial's last metrics, its summary and tags, then terminate its run."""
+        run_id = self.runs.pop(number)
+        step = int(summary.get("stopped_epoch", 0) or 0)
+        self._queue_metrics(run_id, summary, step)
+        self._queue_tags(run_id, {Tag.STATE: state, **tags})
+        self._flush_run(run_id)
+        self.client.set_terminated(run_id, status=status)
+
+    def close(self) -> None:
+        """Close the store's database connections (SQLite in WAL mode then checkpoints and
+        removes its -wal/-shm files). MLflow keeps its store on the private
+        `MlflowClient._tracking_client` (MLflow 3); nothing to close if that moves."""
+        store = getattr(getattr(self.client, "_tracking_client", None), "store", None)
+        engine = getattr(store, "engine", None)
+        if engine is not None:
+            engine.dispose()
+
+    # -- batching -----------------------------------------------------------------------
+    def _queue_metrics(self, run_id: str, metrics: dict[str, float], step: int, ts: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000) if ts is None else ts
+        self._metrics[run_id].extend(Metric(k, float(v), ts, step) for k, v in metrics.items() if v is not None)
+
+    def _queue_params(self, run_id: str, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        self._params[run_id].extend(Param(k, v) for k, v in params.items())
+
+    def _queue_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self._tags[run_id].extend(RunTag(k, str(v)[:MAX_TEXT]) for k, v in tags.items())
+
+    def discard(self) -> None:
+        """Drop what is buffered (the server is unreachable; `study sync` fills it in)."""
+        self._metrics.clear()
+        self._params.clear()
+        self._tags.clear()
+        self.last_flush = time.monotonic()
+
+    def maybe_flush(self) -> None:
+        if time.monotonic() - self.last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        for run_id in list(set(self._metrics) | set(self._params) | set(self._tags)):
+            self._flush_run(run_id)
+        self.last_flush = time.monotonic()
+
+    def _flush_run(self, run_id: str) -> None:
+        metrics = self._metrics.pop(run_id, [])
+        params = self._params.pop(run_id, [])
+        tags = self._tags.pop(run_id, [])
+        while metrics or params or tags:
+            p, params = params[:_MAX_PARAMS], params[_MAX_PARAMS:]
+            t, tags = tags[:_MAX_TAGS], tags[_MAX_TAGS:]
+            room = _MAX_METRICS - len(p) - len(t)
+            m, metrics = metrics[:room], metrics[room:]
+            self.client.log_batch(run_id, metrics=m, params=p, tags=t)
+
+    # -- reconciliation -----------------------------------------------------------------
+    def trial_runs(self) -> dict[int, RunInfo]:
+        out: dict[int, tuple[int, RunInfo]] = {}
+        for run in child_runs(self.client, self.experiment_id, self.parent_id):
+            number = run.data.tags.get(Tag.TRIAL_NUMBER, "")
+            if number.isdigit() and (int(number) not in out or run.info.start_time > out[int(number)][0]):
+                out[int(number)] = (run.info.start_time, run_info(run))
+        return {n: info for n, (_, info) in out.items()}
+
+    def repair_trial(self, record: TrialRecord, metric: str | None, run: RunInfo | None) -> int:
+        """Make trial `record`'s run agree with Optuna: create it when missing (its stored
+        configuration as params, its real start time), log the objective metric's epochs that
+        Optuna has and MLflow lacks (Optuna keeps that one metric per epoch; the others of an
+        undelivered epoch are lost, and the run is tagged ``hpstudy.synced``), the summary
+        metrics it lacks, its tags, and terminate it with its state's status and real end
+        time. Returns the epoch points filled in."""
+        synced = run is None
+        if run is None:
+            tags = {Tag.PARENT: self.parent_id, Tag.TRIAL_NUMBER: str(record.number), Tag.SYNCED: "true", **record.tags()}
+            created = self.client.create_run(
+                self.experiment_id, start_time=_ms(record.started), run_name=f"trial-{record.number}", tags=tags
+            )
+            run_id, have = created.info.run_id, frozenset[str]()
+            config = record.config
+            self._queue_params(run_id, flatten(config.to_dict() if config is not None else dict(record.params)))
+        else:
+            run_id, have = run.run_id, run.metrics
+        points = 0
+        if metric is not None and record.intermediate:
+            logged = {m.step for m in self.client.get_metric_history(run_id, metric)} if run is not None else set()
+            ts = _ms(record.completed or record.started) or 0
+            missing = {step: v for step, v in sorted(record.intermediate.items()) if step not in logged}
+            for step, v in missing.items():
+                self._queue_metrics(run_id, {metric: v}, int(step), ts)
+            points = len(missing)
+            synced = synced or points > 0
+        summary = {k: v for k, v in record.summary_metrics(metric).items() if k not in have}
+        self._queue_metrics(run_id, summary, int(record.attrs.get("stopped_epoch", 0) or 0), _ms(record.completed) or 0)
+        tags = record.tags()
+        if synced:
+            tags[Tag.SYNCED] = "true"
+        if run is not None and run.incomplete:
+            tags[Tag.INCOMPLETE] = "false"
+        self._queue_tags(run_id, tags)
+        self._flush_run(run_id)
+        self.client.set_terminated(run_id, status=mlflow_status(record.state), end_time=_ms(record.completed))
+        return points
