@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from study.spec import SpecError
+from study.stores.uris import is_server, mask, unmasked_tracking
 
 #: Columns `study best` prints before the hyperparameters.
 BEST_COLUMNS = ("number", "value", "state", "stop_reason", "best_epoch", "stopped_epoch", "gap_at_best", "n_params")
@@ -126,11 +127,10 @@ def ui_command(args: argparse.Namespace) -> int:
 
         uri = load_stored(args.name, args.storage)[1].tracking_uri
     uri = uri or "sqlite:///mlflow.db"
-    if uri.startswith(("http://", "https://")):
-        print(f"{args.name or 'this study'} is tracked by an MLflow server: open {uri}")
+    if is_server(uri):
+        print(f"{args.name or 'this study'} is tracked by an MLflow server: open {mask(uri)}")
         return 0
-    if "***" in uri:
-        raise SpecError(f"the stored tracking URI {uri!r} had a password: pass it with --tracking-uri")
+    uri = unmasked_tracking(uri)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding the MLflow UI to {args.host}: anyone who can reach this machine can read it", file=sys.stderr)
     url = f"http://{args.host}:{args.port}"

@@ -9,7 +9,7 @@ from typing import Any
 
 from study.cli.progress import LiveProgress, QuietProgress
 from study.spec import SpecError, StudySpec, load_spec
-from study.stores.uris import STORAGE_ENV, TRACKING_ENV, is_masked, is_server, mask, with_env_defaults
+from study.stores.uris import STORAGE_ENV, TRACKING_ENV, is_server, mask, unmasked_tracking, with_env_defaults
 
 ORDER = "first found wins: this flag, the spec, env {env}, the default"
 
@@ -75,10 +75,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         spec = with_env_defaults(launching.spec_from_storage(args.name, args.storage), args.storage, args.tracking_uri)
         spec = spec.with_overrides(**overrides(args))
-        if is_masked(spec.tracking_uri):
-            raise SpecError(
-                f"the stored tracking URI {spec.tracking_uri!r} had a password: pass it again with --tracking-uri or {TRACKING_ENV}"
-            )
+        unmasked_tracking(spec.tracking_uri)  # a stored URI whose password was masked needs it again
     try:
         prep = prepare(spec)
     except SpecError as e:
@@ -144,9 +141,7 @@ def sync_mlflow(args: argparse.Namespace) -> int:
 
     tracking = args.tracking_uri
     if tracking is None:
-        tracking = with_env_defaults(load_stored(args.name, args.storage)[1], args.storage, None).tracking_uri
-        if is_masked(tracking):
-            raise SpecError(f"the stored tracking URI {tracking!r} had a password: pass it with --tracking-uri or {TRACKING_ENV}")
+        tracking = unmasked_tracking(load_stored(args.name, args.storage)[1].tracking_uri)
     r = sync(args.name, args.storage, tracking)
     print(
         f"synced {args.name} to MLflow ({mask(tracking)}): {len(r.created)} run(s) created, {len(r.fixed)} completed, "

@@ -23,6 +23,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from search_spaces import Space
 from study.record import Outcome, StopReason, TrialAttr, TrialRecord, config_to_json
 from study.run.events import Ended
 from study.run.lease import Lease
@@ -73,7 +74,7 @@ def enqueue_retry(study: optuna.Study, number: int, params: dict[str, Any], atte
 class Decisions:
     """Ask, report, tell: every Optuna write of a running study."""
 
-    def __init__(self, study: optuna.Study, spec: StudySpec, space: Any, n_inputs: int, n_classes: int, lease: Lease) -> None:
+    def __init__(self, study: optuna.Study, spec: StudySpec, space: Space, n_inputs: int, n_classes: int, lease: Lease) -> None:
         self.study = study
         self.spec = spec
         self.space = space

@@ -10,10 +10,10 @@ the Optuna study, the MLflow experiment and start Ray.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import optuna
 
+from search_spaces import Space
 from study.run.samplers import make_pruner, make_sampler
 from study.spec import SpecError, StudySpec
 from study.stores.uris import check_storage, check_tracking
@@ -26,7 +26,7 @@ class Prepared:
 
     spec: StudySpec
     storage_url: str
-    space: Any
+    space: Space
     data: Dataset
 
 
@@ -42,7 +42,7 @@ def prepare(spec: StudySpec) -> Prepared:
     return Prepared(spec, url, space, data)
 
 
-def load_space(name: str) -> Any:
+def load_space(name: str) -> Space:
     """The search space `name` (built-in, YAML file or module:function); SpecError if bad."""
     import search_spaces
 
@@ -56,11 +56,11 @@ def load_space(name: str) -> Any:
         ) from None
 
 
-def _dry_run(spec: StudySpec, space: Any, data: Dataset) -> None:
+def _dry_run(spec: StudySpec, space: Space, data: Dataset) -> None:
     """Sample the space in a throwaway in-memory study: `fixed` must give valid configs,
     every enqueued configuration must be one of the space's, the grid must cover it."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    kw = {"overrides": dict(spec.fixed), "n_inputs": data.n_features, "n_classes": data.n_classes}
+    fixed, n_inputs, n_classes = dict(spec.fixed), data.n_features, data.n_classes
     try:
         space.with_fixed(dict(spec.fixed))
     except ValueError as e:
@@ -70,7 +70,7 @@ def _dry_run(spec: StudySpec, space: Any, data: Dataset) -> None:
         study.enqueue_trial(params)
         trial = study.ask()
         try:
-            space.suggest(trial, **kw)
+            space.suggest(trial, overrides=fixed, n_inputs=n_inputs, n_classes=n_classes)
         except ValueError as e:
             raise SpecError(f"field enqueue[{i}]: {e}") from None
         unused = sorted(set(params) - set(trial.params))
@@ -83,7 +83,7 @@ def _dry_run(spec: StudySpec, space: Any, data: Dataset) -> None:
     errors = []
     for _ in range(5):
         try:
-            space.suggest(study.ask(), **kw)
+            space.suggest(study.ask(), overrides=fixed, n_inputs=n_inputs, n_classes=n_classes)
             return
         except ValueError as e:
             errors.append(str(e))
