@@ -18,7 +18,7 @@ from typing import Any
 
 from trainers.config import TrainConfig
 from trainers.data import BUILTIN, DataError, has_official_test, load_dataset
-from trainers.loop import iter_train, resolve_threads
+from trainers.loop import iter_train
 
 
 def _parse_value(field: dataclasses.Field, text: str) -> Any:
@@ -67,10 +67,9 @@ def _split_arg(text: str) -> float | str:
 def _threads_arg(text: str | None) -> int | None:
     if text is None:
         return None
-    try:
-        return resolve_threads(int(text))
-    except ValueError:
-        raise ValueError(f"threads must be a positive integer, got {text!r}") from None
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"threads must be a positive integer, got {text!r}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:

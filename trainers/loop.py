@@ -97,25 +97,31 @@ def resolve_threads(threads: int | None = None) -> int:
 def blas_threads(n: int | None = None, *, torch: bool = False) -> Iterator[int]:
     """Limit BLAS/OpenMP threads (and torch's intra-op threads when `torch`) to
     `resolve_threads(n)` for the duration, even in a process whose pools already started;
-    yields that count. The previous limits come back on exit."""
+    yields that count. The previous limits come back on exit.
+
+    threadpoolctl limits only the libraries loaded when it starts, so the ones a run uses
+    are loaded first: numpy's BLAS, scipy's (the numpy backend's ``axpy``/``scal``) and
+    torch's OpenMP runtime."""
     n = resolve_threads(n)
+    import scipy.linalg.blas  # noqa: F401
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=n):
-        if not torch:
-            yield n
-            return
+    torch_mod: Any = None
+    if torch:
         try:
-            import torch as _torch
+            import torch as torch_mod
         except ImportError:  # make_backend says how to install it
+            pass
+    with threadpool_limits(limits=n):
+        if torch_mod is None:
             yield n
             return
-        before = _torch.get_num_threads()
-        _torch.set_num_threads(n)
+        before = torch_mod.get_num_threads()
+        torch_mod.set_num_threads(n)
         try:
             yield n
         finally:
-            _torch.set_num_threads(before)
+            torch_mod.set_num_threads(before)
 
 
 def iter_train(

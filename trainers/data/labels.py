@@ -83,7 +83,7 @@ def encode_labels(source: str, y: Any, classes: np.ndarray | None = None, refere
     if classes is None:
         classes = np.unique(values)
         if len(classes) < 2:
-            raise DataError(f"{source}: only one class ({classes[0]!r}) in the labels; classification needs at least 2")
+            raise DataError(f"{source}: only one class ({classes[0].item()!r}) in the labels; classification needs at least 2")
         return np.searchsorted(classes, values).astype(np.int64), classes
     if _KINDS[values.dtype.kind] != _KINDS[classes.dtype.kind]:
         raise DataError(
