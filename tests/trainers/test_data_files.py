@@ -44,6 +44,7 @@ def test_test_file_is_the_test_set_and_val_is_carved_from_train(tmp_path: Path) 
     assert _is_subset(np.concatenate([train, val]), X)  # train and val are a.npz's 90 rows
     # the map is the training rows' statistics, not the test file's (which is shifted by 5)
     np.testing.assert_allclose(d.X_train.mean(axis=0), 0, atol=1e-5)
+    np.testing.assert_allclose(d.X_train.std(axis=0), 1, atol=1e-4)
     assert d.X_test.mean(axis=0).min() > 2
 
 
@@ -55,12 +56,13 @@ def test_val_and_test_files_leave_the_whole_train_file_for_training(tmp_path: Pa
     assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (60, 30, 30)
     with np.load(tmp_path / "v.npz") as v:
         np.testing.assert_array_equal(d.y_val, v["y"])
-    train, val = _raw(d, np.load(tmp_path / "t.npz")["X"])
+    with np.load(tmp_path / "t.npz") as t:
+        train, val = _raw(d, t["X"])
     with np.load(tmp_path / "a.npz") as a:
         assert _is_subset(train, a["X"]) and len(train) == len(a["X"])
     with np.load(tmp_path / "v.npz") as v:
         np.testing.assert_allclose(val, v["X"], atol=1e-5)
-    # val fraction beside a test file, test fraction beside a val file
+    # a val file beside a test fraction carved from the training file
     d = load_dataset(str(tmp_path / "a.npz"), val=str(tmp_path / "v.npz"), test=0.25)
     assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (45, 30, 15)
 
