@@ -166,3 +166,20 @@ def test_bad_labels_and_fractions_name_the_problem(tmp_path: Path) -> None:
         load_dataset("digits", val=0)
     with pytest.raises(DataError, match="test must be a fraction with 0 <= test < 1 or a file"):
         load_dataset("digits", test=1.5)
+
+
+def test_cli_takes_split_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import trainers.__main__ as cli
+
+    X, y = _blobs(60, 0)
+    Xt, yt = _blobs(15, 1)
+    np.savez(tmp_path / "a.npz", X=X, y=np.array(["p", "q", "r"])[y])
+    np.savez(tmp_path / "b.npz", X=Xt, y=np.array(["p", "q", "r"])[yt])
+    common = ["--dataset", str(tmp_path / "a.npz"), "--epochs", "1", "--depth", "0"]
+    assert cli.main([*common, "--test", str(tmp_path / "b.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "train 48 / val 12 / test 15; labels 'p'=0, 'q'=1, 'r'=2" in out and "test (weights of epoch 1)" in out
+    assert cli.main([*common, "--val", str(tmp_path / "b.npz"), "--test", "0.25"]) == 0
+    assert "train 45 / val 15 / test 15" in capsys.readouterr().out
+    assert cli.main(["--dataset", "mnist1d", "--test", "0.2"]) == 2
+    assert "error: mnist1d: has its official test split (1000 examples)" in capsys.readouterr().err
