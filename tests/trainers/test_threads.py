@@ -143,22 +143,29 @@ def test_help_says_how_to_change_it() -> None:
     assert "--threads N" in out and "OMP_NUM_THREADS" in out and "else 1" in out
 
 
-def _threads_in_a_ray_task() -> int:
-    gen = iter_train(CFG, DATA)
+RAY = """
+import json, os
+os.environ.pop("OMP_NUM_THREADS", None)
+import ray
+from threadpoolctl import threadpool_info
+from trainers import TrainConfig, iter_train, load_dataset
+
+def threads_in_a_run():
+    gen = iter_train(TrainConfig(depth=1, width=8, epochs=2), load_dataset("spirals", n_samples=60))
     next(gen)
-    n = _blas()
-    gen.close()
-    return n
+    return sorted({i["num_threads"] for i in threadpool_info()})
+
+ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+task = ray.remote(threads_in_a_run)
+print(json.dumps(ray.get([task.options(num_cpus=1).remote(), task.options(num_cpus=2).remote()])))
+ray.shutdown()
+"""
 
 
 @pytest.mark.integration
 def test_a_ray_task_gets_its_cpu_count() -> None:
-    """Ray sets OMP_NUM_THREADS to a task's num_cpus; a run inside it follows."""
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        task = ray.remote(_threads_in_a_ray_task)
-        assert ray.get([task.options(num_cpus=1).remote(), task.options(num_cpus=2).remote()]) == [1, 2]
-    finally:
-        ray.shutdown()
+    """Ray sets OMP_NUM_THREADS to a task's num_cpus; a run inside it follows (a fresh
+    process with its own local Ray, whatever Ray this test session runs)."""
+    p = subprocess.run([sys.executable, "-c", RAY], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads(p.stdout.strip().splitlines()[-1]) == [[1], [2]]
