@@ -56,9 +56,15 @@ class Backend(Protocol):
 
 
 def make_backend(
-    config: TrainConfig, data: Dataset, backend: str = "numpy", device: str = "cpu", init_params: Any = None
+    config: TrainConfig,
+    data: Dataset,
+    backend: str = "numpy",
+    device: str = "cpu",
+    init_params: Any = None,
+    threads: int | None = None,
 ) -> Backend:
-    """The backend named `backend` for `config` on `data`."""
+    """The backend named `backend` for `config` on `data`; `threads` sets torch's intra-op
+    threads (the numpy backend's BLAS threads are limited around it by `trainers.loop`)."""
     if backend == "numpy":
         if device not in ("cpu", "auto"):
             raise ValueError(f"device must be cpu or auto for the numpy backend, got {device!r}")
@@ -68,5 +74,5 @@ def make_backend(
     if backend == "torch":
         from trainers.torch_mlp import TorchBackend
 
-        return TorchBackend(config, data, device=device, init_params=init_params)
+        return TorchBackend(config, data, device=device, init_params=init_params, threads=threads)
     raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")

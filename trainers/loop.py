@@ -80,20 +80,48 @@ class TrainResult:
         return self.history[self.best_epoch - 1] if self.best_epoch else None
 
 
+def resolve_threads(threads: int | None = None) -> int:
+    """The thread count a run uses: `threads` if given, else ``OMP_NUM_THREADS`` (which Ray
+    sets for each task to its CPU count), else 1. One thread is the default because a
+    small MLP's matrices gain nothing from more, and a run that takes every core of a
+    shared machine is several times slower (BLAS threads spinning against each other)."""
+    if threads is None:
+        env = os.environ.get("OMP_NUM_THREADS", "").strip()
+        return int(env) if env.isdigit() and int(env) >= 1 else 1
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer (or None: OMP_NUM_THREADS, else 1), got {threads!r}")
+    return threads
+
+
 @contextmanager
-def blas_threads(n: int | None) -> Iterator[None]:
-    """Limit BLAS/OpenMP threads to `n` (default: ``OMP_NUM_THREADS``, which Ray sets per
-    task) for the duration, even in a process whose BLAS pool already started."""
-    if n is None:
-        env = os.environ.get("OMP_NUM_THREADS")
-        n = int(env) if env and env.isdigit() else None
-    if n is None:
-        yield
-        return
+def blas_threads(n: int | None = None, *, torch: bool = False) -> Iterator[int]:
+    """Limit BLAS/OpenMP threads (and torch's intra-op threads when `torch`) to
+    `resolve_threads(n)` for the duration, even in a process whose pools already started;
+    yields that count. The previous limits come back on exit.
+
+    threadpoolctl limits only the libraries loaded when it starts, so the ones a run uses
+    are loaded first: numpy's BLAS, scipy's (the numpy backend's ``axpy``/``scal``) and
+    torch's OpenMP runtime."""
+    n = resolve_threads(n)
+    import scipy.linalg.blas  # noqa: F401
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=max(n, 1)):
-        yield
+    torch_mod: Any = None
+    if torch:
+        try:
+            import torch as torch_mod
+        except ImportError:  # make_backend says how to install it
+            pass
+    with threadpool_limits(limits=n):
+        if torch_mod is None:
+            yield n
+            return
+        before = torch_mod.get_num_threads()
+        torch_mod.set_num_threads(n)
+        try:
+            yield n
+        finally:
+            torch_mod.set_num_threads(before)
 
 
 def iter_train(
@@ -110,9 +138,12 @@ def iter_train(
 
     Mini-batches are reshuffled every epoch from a generator seeded by ``config.seed``;
     same config, data and seed give a bit-identical history on the same backend.
-    `init_params` (a list aligned with ``MLP.params``) overrides the initial weights."""
-    with blas_threads(threads), np.errstate(all="ignore"):
-        model = make_backend(config, data, backend, device, init_params)
+    `init_params` (a list aligned with ``MLP.params``) overrides the initial weights.
+    `threads`: BLAS/OpenMP (and torch) threads while the run is in progress; default
+    ``OMP_NUM_THREADS`` if set, else 1 (see `resolve_threads`); pass ``threads=os.cpu_count()``
+    to use every core."""
+    with blas_threads(threads, torch=backend == "torch") as n_threads, np.errstate(all="ignore"):
+        model = make_backend(config, data, backend, device, init_params, threads=n_threads)
         shuffle = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(2,)))
         plateau = Plateau(config)
         history: list[EpochRecord] = []
