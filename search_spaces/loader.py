@@ -15,7 +15,7 @@ from search_spaces.declarative import DeclarativeSpace
 from search_spaces.errors import SpaceError
 from search_spaces.function import load_function
 from search_spaces.params import parse_param
-from search_spaces.space import Space
+from search_spaces.space import Space, check_target
 
 TOP_KEYS = ("name", "description", "fixed", "parameters")
 _FUNCTION = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
@@ -42,18 +42,19 @@ def _builtin() -> dict[str, str]:
     return out
 
 
-def load(name_or_path: str | Path) -> Space:
-    """A built-in name (``optimizers``), a YAML file path, or ``module:function``."""
+def load(name_or_path: str | Path, target: str = "mlp") -> Space:
+    """A built-in name (``optimizers``), a YAML file path, or ``module:function``. `target`:
+    what the space configures (``mlp``, ``model``, ``trainer``; see `search_spaces.space`)."""
     text = str(name_or_path)
     path = Path(text)
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
             raise SpaceError(f"{text}: no such file")
-        return parse(_read(path), str(path))
+        return parse(_read(path), str(path), target)
     if _FUNCTION.fullmatch(text):
-        return load_function(text)
+        return load_function(text, target)
     if text in _builtin():
-        return parse(_read(_builtin_dir() / f"{text}.yaml"), f"{text}.yaml (built-in)")
+        return parse(_read(_builtin_dir() / f"{text}.yaml"), f"{text}.yaml (built-in)", target)
     raise SpaceError(
         f"unknown search space {text!r}; allowed: a built-in name ({', '.join(_builtin())}), a path to a YAML file, or module:function"
     )
@@ -79,13 +80,19 @@ def _numbers(obj: Any) -> Any:
     return obj
 
 
-def parse(raw: Any, source: str) -> DeclarativeSpace:
-    """A loaded YAML document -> a validated space; SpaceError naming `source` otherwise."""
+def parse(raw: Any, source: str, target: str = "mlp", *, inline: bool = False) -> DeclarativeSpace:
+    """A loaded YAML document -> a validated space; SpaceError naming `source` otherwise.
+    `target` as for `load`; `inline` (a space written inside a study spec): ``name`` and
+    ``description`` may be left out."""
+    check_target(target)
     if not isinstance(raw, dict):
         raise SpaceError(f"{source}: must be a mapping with keys {', '.join(TOP_KEYS)}, got {type(raw).__name__}")
+    raw = _numbers(raw)
     unknown = sorted(set(raw) - set(TOP_KEYS), key=str)
     if unknown:
         raise SpaceError(f"{source}: unknown key(s) {unknown}; allowed: {', '.join(TOP_KEYS)}")
+    if inline:
+        raw = {"name": "inline", "description": "The search space written in the study's spec.", **raw}
     name, description = raw.get("name"), raw.get("description")
     if not isinstance(name, str) or not re.fullmatch(r"[\w-]+", name):
         raise SpaceError(f"{source}: name must be a word (letters, digits, _ or -), got {name!r}")
@@ -96,5 +103,7 @@ def parse(raw: Any, source: str) -> DeclarativeSpace:
     for key, value in (("fixed", fixed), ("parameters", params)):
         if not isinstance(value, dict):
             raise SpaceError(f"{source}: {key} must be a mapping, got {value!r}")
-    parsed = [parse_param(k, v, source, FIELDS) for k, v in params.items()]
-    return DeclarativeSpace(name, " ".join(description.split()), fixed, parsed, source)
+    own = target != "mlp"
+    fields = frozenset() if target == "trainer" else FIELDS
+    parsed = [parse_param(k, v, source, fields, own) for k, v in params.items()]
+    return DeclarativeSpace(name, " ".join(description.split()), fixed, parsed, source, target=target)

@@ -13,7 +13,8 @@ Every entry under ``parameters:`` is keyed by its Optuna name and holds exactly 
   Optuna parameter. ``tolerance`` (default 0.05) bounds ``|n_params - N| / N``.
 
 Common keys: ``field`` (the `TrainConfig` field set; defaults to the name, so ``lr_adam``
-with ``field: lr``), ``aux: true`` (a helper parameter other parameters can depend on, set
+with ``field: lr``; in a space for a user's model or trainer function any other name is a
+parameter of the user's own), ``aux: true`` (a helper parameter other parameters can depend on, set
 on no field) and ``when: {name: [values]}`` (sampled only if every named parameter is
 active and takes one of the values).
 """
@@ -160,8 +161,9 @@ class Budget(Param):
         return f"width spending a budget of {_fmt(self.budget)} parameters (within {self.tolerance:.0%})"
 
 
-def parse_param(name: Any, raw: Any, src: str, fields: frozenset[str]) -> Param:
-    """One YAML entry -> a `Param`; SpaceError naming `src`, the parameter and what is allowed."""
+def parse_param(name: Any, raw: Any, src: str, fields: frozenset[str], own: bool = False) -> Param:
+    """One YAML entry -> a `Param`; SpaceError naming `src`, the parameter and what is allowed.
+    With `own`, a field that is not one of `fields` is a parameter of the user's own."""
 
     def fail(msg: str) -> None:
         raise SpaceError(f"{src}: parameter {name!r}: {msg}")
@@ -188,7 +190,9 @@ def parse_param(name: Any, raw: Any, src: str, fields: frozenset[str]) -> Param:
             fail(f"{kind} sets the width field and cannot be aux")
     else:
         target = raw.get("field", name)
-        if target not in fields:
+        if own and not (isinstance(target, str) and target.isidentifier()):
+            fail(f"field must be an identifier (a TrainConfig field or a name of your own), got {target!r}")
+        if target not in fields and not own:
             what = f"field {target!r}" if "field" in raw else "name"
             fail(
                 f"{what} is not a TrainConfig field; allowed fields: {', '.join(sorted(fields))} "

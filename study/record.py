@@ -29,6 +29,14 @@ are the subset a finished training run can report; `StopReason.from_trainer` map
 A trial's full configuration is stored once, as JSON (`TrainConfig.to_dict`), in the Optuna
 user attr ``config`` when the trial is asked for; `TrialRecord.config` reads it back with
 `TrainConfig.from_dict`, so nothing downstream parses MLflow's param strings.
+
+A study of the user's own code (``model:`` or ``trainer:`` in the spec) also stores what
+that code was (`CodeRecord`, study user attr ``hpstudy.code``: role, reference, the source
+file's absolute path and sha256; earlier versions a resume replaced are kept in
+``hpstudy.code_history``), and each trial its own values (user attr ``user_params``: the
+model factory's keyword arguments, or every value a trainer function received; a trainer
+function's trial has no ``config``). Each trial's worker records the file and sha256 it
+loaded (placement keys ``code_path``, ``code_sha256``).
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from study.spec import SpecError, StudySpec, parse_spec
 from trainers import TrainConfig
+from trainers.config import MLP_FIELDS
 
 
 # -- names -------------------------------------------------------------------------------------
@@ -53,6 +62,8 @@ class StudyAttr:
     SPEC = "hpstudy.spec"  # the spec the study was launched with (`stored_spec`)
     UID = "hpstudy.uid"  # also the MLflow parent run's tag `Tag.STUDY_UID`
     PARENT_RUN = "hpstudy.mlflow_parent_run_id"
+    CODE = "hpstudy.code"  # the user's model or trainer code (`CodeRecord.to_json`)
+    CODE_HISTORY = "hpstudy.code_history"  # earlier `CODE`s, each with ``until_trial``
     BEAT = "hpstudy.beat."  # + driver id: the driver's last beat (unix time; 0 = it ended)
 
 
@@ -63,6 +74,7 @@ class TrialAttr:
     ERROR = "error"  # the failure's message (first 4000 characters)
     SEED = "seed"  # the trial's training seed
     CONFIG = "config"  # the full TrainConfig as a JSON object
+    USER_PARAMS = "user_params"  # a user model's factory arguments, or a trainer function's params (JSON)
     ATTEMPT = "attempt"  # how many times a worker died running these parameters before
     RETRY_OF = "retry_of"  # the number of the trial this one re-runs
     RETRIED = "retried"  # True: superseded by a re-run, not counted
@@ -79,7 +91,7 @@ class TrialAttr:
 
 #: Keys of a trial's placement (where Ray ran it), recorded as MLflow tags and as the Optuna
 #: user attr ``placement``.
-PLACEMENT = ("host", "node_id", "gpu_ids", "started_at")
+PLACEMENT = ("host", "node_id", "gpu_ids", "started_at", "code_path", "code_sha256")
 
 
 class Tag:
@@ -105,6 +117,8 @@ TAGGED_ATTRS = (
 SUMMARY_ATTRS = (TrialAttr.STOPPED_EPOCH, TrialAttr.BEST_EPOCH, TrialAttr.N_PARAMS)
 #: MLflow tag and param values are cut to this length.
 MAX_TEXT = 4000
+#: The text file of a failed trial's run holding the whole traceback (its tag `error`: the last line).
+TRACEBACK_FILE = "traceback.txt"
 
 
 # -- how a trial ends ----------------------------------------------------------------------------
@@ -231,6 +245,19 @@ class TrialRecord:
         return config_from_json(raw)
 
     @property
+    def user_params(self) -> dict[str, Any] | None:
+        """A user model's factory arguments or a trainer function's params (None: the MLP)."""
+        raw = self.attrs.get(TrialAttr.USER_PARAMS)
+        return dict(raw) if isinstance(raw, dict) else None
+
+    def run_params(self) -> dict[str, Any]:
+        """What the trial used, as its MLflow run's params (`run_params`)."""
+        config = self.config
+        if config is None and self.user_params is None:
+            return dict(self.params)
+        return run_params(config, self.user_params)
+
+    @property
     def seed(self) -> int | None:
         v = self.attrs.get(TrialAttr.SEED)
         return int(v) if isinstance(v, int) else None
@@ -286,6 +313,55 @@ def config_from_json(raw: dict[str, Any]) -> TrainConfig:
 def config_to_json(config: TrainConfig) -> dict[str, Any]:
     """A configuration as the JSON object stored in Optuna."""
     return json.loads(json.dumps(config.to_dict()))
+
+
+def params_to_json(params: dict[str, Any]) -> dict[str, Any]:
+    """A user's values as JSON for Optuna (a value JSON cannot hold becomes its repr)."""
+    return json.loads(json.dumps(params, default=repr))
+
+
+def run_params(config: TrainConfig | None, user_params: dict[str, Any] | None) -> dict[str, Any]:
+    """A trial's MLflow params: its TrainConfig (for a user's model without the MLP's
+    architecture fields, which it does not use) and the user's own values."""
+    if config is None:
+        return dict(user_params or {})
+    out = config.to_dict()
+    if user_params is not None:  # a user model: its architecture is the factory's parameters
+        for f in MLP_FIELDS:
+            out.pop(f, None)
+        out.update(user_params)
+    return out
+
+
+@dataclass(frozen=True)
+class CodeRecord:
+    """The user's code a study runs: `role` (``model`` or ``trainer``), `ref` as the spec
+    wrote it, the source file's absolute `path` and its `sha256` (None for a module without a file)."""
+
+    role: str
+    ref: str
+    path: str | None
+    sha256: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"role": self.role, "ref": self.ref, "path": self.path, "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> CodeRecord | None:
+        if not isinstance(raw, dict) or "role" not in raw or "ref" not in raw:
+            return None
+        return cls(str(raw["role"]), str(raw["ref"]), raw.get("path"), raw.get("sha256"))
+
+    def changed(self, now: CodeRecord) -> str | None:
+        """A warning when `now` (the code a resume found) differs from this (the stored), else None."""
+        if (self.role, self.ref, self.sha256) == (now.role, now.ref, now.sha256):
+            return None
+        if (self.role, self.ref) != (now.role, now.ref):
+            return f"warning: the study's {self.role} was {self.ref} ({self.path}); it is now {now.role} {now.ref} ({now.path})"
+        return (
+            f"warning: {self.role} {self.ref} ({now.path}) changed since the study last ran it: "
+            f"sha256 {self.sha256} before, {now.sha256} now; the trials from here on run the new code"
+        )
 
 
 # -- the stored spec -----------------------------------------------------------------------------

@@ -13,6 +13,13 @@ Short forms: ``dataset: digits`` is ``dataset: {name: digits}``, ``pruner: media
 ``pruner: {name: median}``, ``sampler: random`` is ``sampler: {name: random}`` and
 ``objective: val_acc`` is ``objective: {metric: val_acc}``. Errors are `SpecError`s naming
 the field, the value and what is allowed.
+
+Your own code: ``model: FILE.py:build`` (or ``package.module:build``) trains your
+``torch.nn.Module`` with hpstudy's torch trainer; ``trainer: FILE.py:trial`` runs your own
+training function (see `trainers.user_model` and `trainers.user_trainer` for the contracts).
+The space (a name, a file, or a mapping written inline under ``space:``) then holds names of
+your own beside the TrainConfig fields. Relative paths (the code file, a space or data file)
+resolve against ``base_dir``, which `load_spec` sets to the spec file's folder.
 """
 
 from __future__ import annotations
@@ -25,11 +32,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from trainers.data import BUILTIN, FILE_SUFFIXES, DataError, Dataset, is_file_name, load_dataset
+from trainers.user_code import UserCodeError, split_ref
 
 #: Record fields a trial reports every epoch (``EpochRecord.metrics()``), plus per-layer
 #: ``grad_norm_<i>``/``weight_norm_<i>`` and the run's constant ``n_params``.
 RECORD_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "sparsity", "dead_units", "seconds", "batch_loss")
 _LAYER_METRIC = re.compile(r"^(grad_norm|weight_norm)_\d+$")
+#: A user module's per-tensor norms, named after its parameters (``grad_norm.conv1.weight``).
+_NAMED_METRIC = re.compile(r"^(grad_norm|weight_norm)\.[\w.]+$")
+#: A metric a trainer function reports: any name MLflow accepts as a metric key.
+_USER_METRIC = re.compile(r"^[A-Za-z_][\w.\-/]{0,249}$")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 Direction = Literal["minimize", "maximize"]
 
@@ -119,7 +131,7 @@ class DatasetSpec(_Model):
 
 class ObjectiveSpec(_Model):
     """What a trial is scored by: a record field at the best epoch (the weights early
-    stopping keeps) or at the last epoch. ``direction`` defaults to maximize for ``*_acc``
+    stopping keeps) or at the last epoch. ``direction`` defaults to maximize for ``*_acc`` (and ``*accuracy``)
     and minimize otherwise."""
 
     metric: str = "val_loss"
@@ -130,18 +142,31 @@ class ObjectiveSpec(_Model):
 
     @field_validator("metric")
     @classmethod
-    def _known_metric(cls, v: str) -> str:
-        if v in RECORD_METRICS or v == "n_params" or _LAYER_METRIC.match(v):
+    def _known_metric(cls, v: str, info: ValidationInfo) -> str:
+        """What the trial reports: the record's fields (a user model's named norms with
+        ``model:``), or any metric name for a ``trainer:`` function (`parse_spec` says which)."""
+        target = (info.context or {}).get("target", "mlp")
+        if target == "trainer":
+            if _USER_METRIC.match(v):
+                return v
+            raise ValueError(f"metric {v!r} is not a metric name: letters, digits, '_', '.', '-' or '/', starting with a letter")
+        if v in RECORD_METRICS or v == "n_params":
             return v
+        if target == "model" and _NAMED_METRIC.match(v):
+            return v
+        if target == "mlp" and _LAYER_METRIC.match(v):
+            return v
+        layers = "grad_norm.<parameter>, weight_norm.<parameter>" if target == "model" else "grad_norm_<layer>, weight_norm_<layer>"
         raise ValueError(
-            f"unknown metric {v!r}; allowed: {', '.join(RECORD_METRICS)}, n_params, grad_norm_<layer>, weight_norm_<layer>"
+            f"unknown metric {v!r}; allowed: {', '.join(RECORD_METRICS)}, n_params, {layers}"
+            + ("" if target == "model" else " (a `trainer:` function may report any metric)")
         )
 
     @property
     def resolved_direction(self) -> Direction:
         if self.direction is not None:
             return self.direction
-        return "maximize" if self.metric.endswith("_acc") else "minimize"
+        return "maximize" if self.metric.endswith(("_acc", "accuracy")) else "minimize"
 
 
 class SamplerSpec(_Model):
@@ -247,7 +272,9 @@ class StudySpec(_Model):
     dataset: DatasetSpec = Field(default_factory=lambda: DatasetSpec.model_validate({}))
     backend: Literal["numpy", "torch"] = "numpy"
     device: Literal["cpu", "cuda", "auto"] = "cpu"
-    space: str = "full"
+    model: str | None = Field(None, description="your model factory, FILE.py:build or package.module:build (torch backend)")
+    trainer: str | None = Field(None, description="your training function, FILE.py:trial or package.module:trial")
+    space: str | dict[str, Any] = Field("full", description="built-in name, YAML file, module:function, or a mapping inline")
     fixed: dict[str, Any] = Field(default_factory=dict)
     objective: ObjectiveSpec = Field(default_factory=lambda: ObjectiveSpec.model_validate({}))
     objectives: list[ObjectiveSpec] | None = Field(None, min_length=2, description="several objectives: a multi-objective study")
@@ -262,12 +289,31 @@ class StudySpec(_Model):
     storage: str | None = Field(None, description="Optuna storage URL; default a journal file in .hpstudy/")
     tracking_uri: str = "sqlite:///mlflow.db"
     enqueue: list[dict[str, Any]] = Field(default_factory=list, description="known parameter sets to try first")
+    base_dir: str | None = Field(None, description="folder relative paths resolve against; load_spec sets the spec's folder")
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         if not re.match(NAME_PATTERN, v):
             raise ValueError("must be 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit")
+        return v
+
+    @field_validator("model", "trainer")
+    @classmethod
+    def _code_ref(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None:
+            try:
+                split_ref(v, role=str(info.field_name))
+            except UserCodeError:
+                raise ValueError("must be FILE.py:function or package.module:function (the function a Python identifier)") from None
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_means_torch(cls, v: Any) -> Any:
+        """``model:`` implies ``backend: torch`` (the trainer of user modules)."""
+        if isinstance(v, dict) and v.get("model") is not None and "backend" not in v:
+            v = {**v, "backend": "torch"}
         return v
 
     @field_validator("pruner", mode="before")
@@ -286,6 +332,12 @@ class StudySpec(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> StudySpec:
+        if self.model is not None and self.trainer is not None:
+            raise ValueError("give either `model` (your torch module, trained by hpstudy) or `trainer` (your training function), not both")
+        if self.model is not None and self.backend != "torch":
+            raise ValueError(f"a `model` is trained by the torch backend; backend must be torch (the default with model:), got {self.backend!r}")
+        if self.trainer is not None and (self.backend != "numpy" or self.device != "cpu"):
+            raise ValueError("`backend` and `device` choose hpstudy's own trainer; a `trainer` function trains by itself: remove them")
         if self.device != "cpu" and self.backend == "numpy":
             raise ValueError(f"device {self.device!r} needs backend: torch (the numpy backend runs on cpu only)")
         if self.objectives is not None and "objective" in self.model_fields_set:
@@ -295,6 +347,23 @@ class StudySpec(_Model):
         return self
 
     # -- derived ---------------------------------------------------------------------------
+    @property
+    def target(self) -> Literal["mlp", "model", "trainer"]:
+        """What the trials train: the built-in MLP, the user's ``model`` or ``trainer`` function."""
+        return "model" if self.model is not None else "trainer" if self.trainer is not None else "mlp"
+
+    @property
+    def code(self) -> tuple[str, str] | None:
+        """``(role, reference)`` of the user's code (role ``model`` or ``trainer``), or None."""
+        if self.model is not None:
+            return "model", self.model
+        return ("trainer", self.trainer) if self.trainer is not None else None
+
+    def path(self, p: str) -> str:
+        """A path from the spec, resolved against `base_dir` (the spec file's folder)."""
+        p = os.path.expanduser(p)
+        return p if self.base_dir is None or os.path.isabs(p) else os.path.join(self.base_dir, p)
+
     @property
     def is_multi_objective(self) -> bool:
         return self.objectives is not None
@@ -347,13 +416,16 @@ def parse_spec(data: Any, *, source: str = "spec") -> StudySpec:
     if not isinstance(data, dict):
         raise SpecError(f"{source}: a spec must be a mapping of fields (name, dataset, space, ...), got {type(data).__name__}")
     try:
-        return StudySpec.model_validate(data)
+        target = "model" if data.get("model") is not None else "trainer" if data.get("trainer") is not None else "mlp"
+        return StudySpec.model_validate(data, context={"target": target})
     except ValidationError as e:
         raise SpecError(format_errors(e, source)) from None
 
 
 def load_spec(path: str | os.PathLike[str]) -> StudySpec:
-    """Read and validate a YAML spec file (``yaml.safe_load``: no arbitrary objects)."""
+    """Read and validate a YAML spec file (``yaml.safe_load``: no arbitrary objects). Its
+    ``base_dir`` becomes the file's folder (absolute), or a ``base_dir`` it gives, relative
+    to that folder: relative paths in the spec resolve there, wherever it is launched from."""
     path = os.fspath(path)
     try:
         with open(path, encoding="utf-8") as f:
@@ -366,4 +438,10 @@ def load_spec(path: str | os.PathLike[str]) -> StudySpec:
         raise SpecError(f"{path}: not valid YAML ({e})") from None
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(f"{path}: cannot read ({e})") from None
+    if isinstance(data, dict):
+        folder = os.path.dirname(os.path.abspath(path))
+        given = data.get("base_dir")
+        data = {**data, "base_dir": folder if given is None else given}
+        if isinstance(given, str):
+            data["base_dir"] = os.path.join(folder, os.path.expanduser(given))
     return parse_spec(data, source=path)

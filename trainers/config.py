@@ -17,6 +17,8 @@ LOSSES = ("cross_entropy", "mse")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "step", "exponential", "cosine", "reduce_on_plateau")
 MONITORS = ("val_loss", "val_acc")
+#: Fields that describe the built-in MLP's architecture; a user's own module ignores them.
+MLP_FIELDS = ("depth", "width", "activation", "maxout_pieces", "leaky_slope", "init", "input_dropout")
 
 #: Default decoupled weight decay per optimizer when `weight_decay` is left as None:
 #: AdamW's is torch's default (0.01); every other optimizer has none.

@@ -34,14 +34,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainers.config import TrainConfig
+from trainers.config import MLP_FIELDS, TrainConfig
 from trainers.data import Dataset
 from trainers.numpy_mlp.mlp import SPARSITY_THRESHOLD
 from trainers.torch_mlp import TorchOptimizer, _set_threads, resolve_device
 from trainers.user_model import build_model, resolve
 
 #: TrainConfig fields that describe the built-in MLP and mean nothing for a user's module.
-MLP_ONLY = ("depth", "width", "activation", "maxout_pieces", "leaky_slope", "init", "input_dropout")
+MLP_ONLY = MLP_FIELDS
 RELU_LAYERS = (nn.ReLU, nn.LeakyReLU, nn.ReLU6)
 
 

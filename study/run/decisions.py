@@ -5,8 +5,11 @@ Only the driver thread calls it; it is the only code that writes trials to Optun
 during a study.
 
 Trial seed: ``SeedSequence([study_seed, trial_number]).generate_state(1)[0]``, recorded as the
-user attr ``seed`` (and used as ``TrainConfig.seed`` unless the spec fixes one). The whole
-configuration is recorded as the user attr ``config`` (JSON) when the trial is asked for.
+user attr ``seed`` (and used as ``TrainConfig.seed`` unless the spec fixes one; a trainer
+function gets it as ``params["seed"]`` unless the space or spec sets ``seed``). The whole
+configuration is recorded as the user attr ``config`` (JSON) when the trial is asked for, and
+for the user's own code its values as ``user_params`` (a model factory's keyword arguments, or
+everything a trainer function receives).
 
 Counting: a study is done when ``trials`` trials are *finished*: in a final state (COMPLETE,
 PRUNED or FAIL) and not re-run. A trial whose worker died (up to ``retries`` times) or that
@@ -17,14 +20,14 @@ was interrupted is marked ``retried`` and its parameters are enqueued; the new t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
 from search_spaces import Space
-from study.record import Outcome, StopReason, TrialAttr, TrialRecord, config_to_json
+from study.record import Outcome, StopReason, TrialAttr, TrialRecord, config_to_json, params_to_json
 from study.run.events import Ended
 from study.run.lease import Lease
 from study.run.samplers import trial_seed
@@ -34,7 +37,9 @@ from trainers import TrainConfig
 
 @dataclass(frozen=True)
 class Asked:
-    """A new trial: its Optuna handle and configuration, or the error that prevented one."""
+    """A new trial: its Optuna handle and configuration, or the error that prevented one.
+    `params`: None for the built-in MLP; the user model's factory arguments; or, for a
+    trainer function (`config` None), every value it receives."""
 
     trial: optuna.Trial
     config: TrainConfig | None
@@ -42,6 +47,15 @@ class Asked:
     seed: int
     attempt: int
     retry_of: int | None
+    params: dict[str, Any] | None = field(default=None)
+
+    @property
+    def epochs(self) -> int | None:
+        """How many epochs the trial runs at most, if known (the display's progress)."""
+        if self.config is not None:
+            return self.config.epochs
+        v = (self.params or {}).get("epochs")
+        return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
 def objective_values(spec: StudySpec, history: dict[int, dict[str, float]], end: Ended) -> tuple[list[float] | None, str]:
@@ -105,13 +119,20 @@ class Decisions:
         trial.set_user_attr(TrialAttr.SEED, seed)
         attempt, retry_of = int(attrs.get(TrialAttr.ATTEMPT, 0)), attrs.get(TrialAttr.RETRY_OF)
         try:
-            config = self.space.suggest(trial, overrides=dict(self.spec.fixed), n_inputs=self.n_inputs, n_classes=self.n_classes)
-            if "seed" not in self.spec.fixed:
+            drawn = self.space.draw(trial, overrides=dict(self.spec.fixed), n_inputs=self.n_inputs, n_classes=self.n_classes)
+            config, params = drawn.config, dict(drawn.params)
+            if config is not None and "seed" not in self.spec.fixed:
                 config = config.replace(seed=seed)
+            if config is None:
+                params.setdefault("seed", seed)
         except Exception as e:  # noqa: BLE001 - a bad sample fails this trial, not the study
             return Asked(trial, None, f"{type(e).__name__}: {e}", seed, attempt, retry_of)
-        trial.set_user_attr(TrialAttr.CONFIG, config_to_json(config))
-        return Asked(trial, config, "", seed, attempt, retry_of)
+        if config is not None:
+            trial.set_user_attr(TrialAttr.CONFIG, config_to_json(config))
+        if self.spec.target == "mlp":
+            return Asked(trial, config, "", seed, attempt, retry_of)
+        trial.set_user_attr(TrialAttr.USER_PARAMS, params_to_json(params))
+        return Asked(trial, config, "", seed, attempt, retry_of, params)
 
     def note(self, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
         """Record facts about a running trial (where it runs) as user attrs."""

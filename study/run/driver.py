@@ -11,7 +11,8 @@ records, a `Listener` displays. Where a trial's epoch goes, in order:
      pruner says stop, cancel the task and end the trial as pruned (its slot refills on the
      next turn of the loop);
    - `Ended`: tell Optuna COMPLETE with the objective value(s), or FAIL for a diverged run;
-   - `Failed` / `Died`: FAIL as failed / worker_died (the latter re-enqueued);
+   - `Failed` / `Died`: FAIL as failed (the traceback, if any, as a text file of the run) /
+     worker_died (the latter re-enqueued);
 3. `_end`: the MLflow writes (last metrics, tags, run status) are handed to the tracker
    first, then Optuna is told.
 
@@ -34,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from study.record import PLACEMENT, Outcome, StopReason, Tag, TrialAttr
+from study.record import PLACEMENT, TRACEBACK_FILE, Outcome, StopReason, Tag, TrialAttr, run_params
 from study.run.decisions import Asked, Decisions, objective_values
 from study.run.events import Died, Ended, Epoch, Event, Failed, Started
 from study.run.executor import Executor
@@ -166,14 +167,14 @@ class Driver:
             tags = {TrialAttr.SEED: str(asked.seed), TrialAttr.ATTEMPT: str(asked.attempt)}
             if asked.retry_of is not None:
                 tags[TrialAttr.RETRY_OF] = str(asked.retry_of)
-            params = asked.config.to_dict() if asked.config is not None else dict(asked.trial.params)
+            params = dict(asked.trial.params) if asked.error else run_params(asked.config, asked.params)
             self.tracker.start_trial(number, params, tags)
             r = RunningTrial(asked, time.monotonic())
             self.running[number] = r
-            if asked.config is None:
+            if asked.error:
                 self._end(r, Outcome(StopReason.FAILED, message=asked.error))
                 continue
-            self.executor.submit(number, asked.config)
+            self.executor.submit(number, asked.config, asked.params)
 
     def _handle(self, event: Event) -> None:
         r = self.running.get(event.number)
@@ -191,7 +192,9 @@ class Driver:
                 self._epoch(r, epoch, metrics)
             case Ended():
                 self._finished(r, event)
-            case Failed(message=message):
+            case Failed(message=message, traceback=tb):
+                if tb:  # the whole traceback beside the run; its last line is the `error` tag
+                    self.tracker.trial_text(r.number, TRACEBACK_FILE, tb)
                 self._end(r, Outcome(StopReason.FAILED, message=message))
             case Died(message=message):
                 self._end(r, Outcome(StopReason.WORKER_DIED, message=message))
@@ -207,11 +210,9 @@ class Driver:
             self._end(r, Outcome(StopReason.PRUNED, attrs={TrialAttr.PRUNED_STEP: epoch, TrialAttr.PRUNED_VALUE: r.value}))
 
     def _finished(self, r: RunningTrial, end: Ended) -> None:
-        attrs = {
-            TrialAttr.BEST_EPOCH: end.best_epoch,
-            TrialAttr.STOPPED_EPOCH: end.stopped_epoch,
-            TrialAttr.N_PARAMS: end.n_params,
-        }
+        attrs = {TrialAttr.BEST_EPOCH: end.best_epoch, TrialAttr.STOPPED_EPOCH: end.stopped_epoch}
+        if end.n_params:  # a trainer function has a parameter count only if it reports one
+            attrs[TrialAttr.N_PARAMS] = end.n_params
         reason = StopReason.from_trainer(end.reason)
         if reason is StopReason.DIVERGED:
             self._end(r, Outcome(reason, message=f"loss or weights not finite at epoch {end.stopped_epoch}", attrs=attrs), end)
@@ -257,8 +258,8 @@ class Driver:
             rec = r.history[end.best_epoch]
             out["best_epoch"] = float(end.best_epoch)
             out[f"best_{self._metric}"] = rec.get(self._metric, math.nan)
-            out["gap_at_best"] = rec["val_loss"] - rec["train_loss"]
-        if end is not None:
+            out["gap_at_best"] = rec.get("val_loss", math.nan) - rec.get("train_loss", math.nan)
+        if end is not None and end.n_params:
             out["n_params"] = float(end.n_params)
             for k, v in (("test_loss", end.test_loss), ("test_acc", end.test_acc)):
                 if v is not None:
@@ -332,9 +333,7 @@ class Driver:
     def snapshot(self) -> Snapshot:
         now = time.monotonic()
         running = [
-            RunningView(
-                r.number, r.epoch, getattr(r.asked.config, "epochs", None), r.value, now - r.started if r.started else None
-            )
+            RunningView(r.number, r.epoch, r.asked.epochs, r.value, now - r.started if r.started else None)
             for r in sorted(self.running.values(), key=lambda r: r.number)
         ]
         best = None if self.best is None else (self.best[0], self.best[1][0])

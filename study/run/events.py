@@ -14,7 +14,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Started:
-    """The trial runs. `info`: ``pid``, ``host``, and from Ray ``node_id``, ``gpu_ids`` and
+    """The trial runs. `info`: ``pid``, ``host``, for the user's code ``code_path`` and
+    ``code_sha256`` (the file the worker loads), and from Ray ``node_id``, ``gpu_ids`` and
     ``started_at`` (the wall-clock time the task began)."""
 
     number: int
@@ -48,10 +49,12 @@ class Ended:
 
 @dataclass(frozen=True)
 class Failed:
-    """The trainer raised; `message` is ``Type: message``."""
+    """The trainer raised; `message` is ``Type: message`` (a traceback's last line) and
+    `traceback` the whole traceback, when the worker has it."""
 
     number: int
     message: str
+    traceback: str = ""
 
 
 @dataclass(frozen=True)

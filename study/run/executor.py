@@ -6,9 +6,10 @@ driver loop can be tested deterministically without a cluster.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
 
+from study.run.code import WorkerCode
 from study.run.events import Died, Event
 from study.run.worker import trial_events
 from trainers import Dataset, TrainConfig
@@ -21,8 +22,9 @@ class Executor(Protocol):
         """How many trials can run at once (CPU slots for the per-trial resources)."""
         ...
 
-    def submit(self, number: int, config: TrainConfig) -> None:
-        """Start trial `number` training `config`."""
+    def submit(self, number: int, config: TrainConfig | None, params: Mapping[str, Any] | None = None) -> None:
+        """Start trial `number` training `config`; `params`: the user's model hyperparameters,
+        or every value a user's trainer function receives (its `config` is None)."""
         ...
 
     def poll(self, timeout: float) -> list[Event]:
@@ -49,23 +51,37 @@ TrialFn = Callable[[int, TrainConfig, Dataset], Iterator[Event]]
 
 class InProcessExecutor:
     """Steps every running trial's event generator one event per poll, in submission order.
-    A `WorkerDied` raised by `trial_fn` becomes a `Died` event."""
+    A `WorkerDied` raised by `trial_fn` becomes a `Died` event. `code`: the user's model or
+    trainer function, which trials load by reference as Ray workers do."""
 
-    def __init__(self, data: Dataset, *, slots: int = 2, trial_fn: TrialFn | None = None, backend: str = "numpy") -> None:
+    def __init__(
+        self,
+        data: Dataset,
+        *,
+        slots: int = 2,
+        trial_fn: TrialFn | None = None,
+        backend: str = "numpy",
+        device: str = "cpu",
+        code: WorkerCode | None = None,
+    ) -> None:
         self.data = data
         self.slots = slots
         self.backend = backend
-        self.trial_fn: TrialFn = trial_fn or self._train
+        self.device = device
+        self.code = code
+        self.trial_fn = trial_fn
         self.running: dict[int, Iterator[Event]] = {}
-
-    def _train(self, number: int, config: TrainConfig, data: Dataset) -> Iterator[Event]:
-        return trial_events(number, config, data, backend=self.backend, threads=1)
 
     def capacity(self) -> int:
         return self.slots
 
-    def submit(self, number: int, config: TrainConfig) -> None:
-        self.running[number] = iter(self.trial_fn(number, config, self.data))
+    def submit(self, number: int, config: TrainConfig | None, params: Mapping[str, Any] | None = None) -> None:
+        if self.trial_fn is not None:
+            assert config is not None, "a scripted trial function takes a TrainConfig"
+            events = self.trial_fn(number, config, self.data)
+        else:
+            events = trial_events(number, config, self.data, self.backend, self.device, 1, self.code, params)
+        self.running[number] = iter(events)
 
     def poll(self, timeout: float) -> list[Event]:
         events: list[Event] = []

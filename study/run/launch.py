@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 
 from study.record import StudyAttr, TrialRecord, spec_differences, stored_spec
+from study.run.code import remember_code, worker_code
 from study.run.decisions import Decisions
 from study.run.driver import Driver, Listener
 from study.run.executor import Executor
@@ -50,7 +51,12 @@ def ray_executor(address: str | None) -> ExecutorFactory:
 
         spec = prep.spec
         started = start_ray(address, threads=max(1, int(spec.resources.cpus)))
-        ex = RayExecutor(prep.data, backend=spec.backend, device=spec.device, cpus=spec.resources.cpus, gpus=spec.resources.gpus)
+        # on a cluster the user's code travels with each task (study.run.code)
+        code, env = worker_code(prep.code, spec, ship=address not in (None, "local")) if prep.code else (None, None)
+        ex = RayExecutor(
+            prep.data, backend=spec.backend, device=spec.device, cpus=spec.resources.cpus, gpus=spec.resources.gpus,
+            code=code, runtime_env=env,
+        )  # fmt: skip
 
         def cleanup() -> None:
             ex.close()
@@ -116,6 +122,7 @@ def run_study(
         if check is not None:
             check()  # before anything is written: a trial that can never be placed is bad input
         study, is_new = open_study(prep, resume=resume)
+        remember_code(study, prep.code, say)
 
         def keep_parent(run_id: str) -> None:
             if study.user_attrs.get(StudyAttr.PARENT_RUN) != run_id:

@@ -3,18 +3,24 @@
 `prepare` checks the spec's storage URL and tracking URI, loads its search space and
 dataset, builds its sampler and pruner, and samples the space in a throwaway in-memory study
 (the fixed values must give valid configurations, every enqueued configuration must be one
-of the space's, a grid must cover it). Only then does `study.run.launch.run_study` create
-the Optuna study, the MLflow experiment and start Ray.
+of the space's, a grid must cover it). The user's own code is checked the same way
+(`study.run.usercheck`): a model factory is built once, a trainer function runs one dry
+epoch. Only then does `study.run.launch.run_study` create the Optuna study, the MLflow
+experiment and start Ray.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
 
-from search_spaces import Space
+from search_spaces import Draw, Space
+from study.record import CodeRecord
 from study.run.samplers import make_pruner, make_sampler
+from study.run.usercheck import check_code
 from study.spec import SpecError, StudySpec
 from study.stores.uris import check_storage, check_tracking
 from trainers import Dataset
@@ -22,32 +28,42 @@ from trainers import Dataset
 
 @dataclass(frozen=True)
 class Prepared:
-    """A checked spec with its loaded space and dataset; nothing written yet."""
+    """A checked spec with its loaded space and dataset; nothing written yet. `code`: the
+    user's model or trainer code as checked (None for the built-in MLP)."""
 
     spec: StudySpec
     storage_url: str
     space: Space
     data: Dataset
+    code: CodeRecord | None = None
 
 
 def prepare(spec: StudySpec) -> Prepared:
     """Every check that bad input can fail, before anything is created. Raises SpecError."""
     url = check_storage(spec.storage)
     check_tracking(spec.tracking_uri)
-    space = load_space(spec.space)
-    data = spec.dataset.load()
+    space = load_space(spec.space, spec.target, spec.base_dir)
+    data = spec.dataset.load(spec.base_dir)
     make_sampler(spec)
     make_pruner(spec)
-    _dry_run(spec, space, data)
-    return Prepared(spec, url, space, data)
+    drawn = _dry_run(spec, space, data)
+    code = check_code(spec, space, data, drawn) if spec.code is not None else None
+    return Prepared(spec, url, space, data, code)
 
 
-def load_space(name: str) -> Space:
-    """The search space `name` (built-in, YAML file or module:function); SpecError if bad."""
+def load_space(name: str | dict[str, Any], target: str = "mlp", base_dir: str | None = None) -> Space:
+    """The search space `name` (built-in, YAML file, module:function, or a mapping written
+    in the spec) for `target` (``mlp``, ``model``, ``trainer``); a relative YAML path is
+    looked for in `base_dir` (the spec's folder) first. SpecError if bad."""
     import search_spaces
 
     try:
-        return search_spaces.load(name)
+        if isinstance(name, dict):
+            return search_spaces.parse(name, "field space (inline)", target, inline=True)
+        if base_dir and name.endswith((".yaml", ".yml")) and not os.path.isabs(name):
+            beside = os.path.join(base_dir, os.path.expanduser(name))
+            name = beside if os.path.isfile(beside) else name
+        return search_spaces.load(name, target)
     except search_spaces.SpaceError as e:
         raise SpecError(f"field space: {e}") from None
     except (ImportError, AttributeError, OSError, ValueError) as e:
@@ -56,9 +72,10 @@ def load_space(name: str) -> Space:
         ) from None
 
 
-def _dry_run(spec: StudySpec, space: Space, data: Dataset) -> None:
+def _dry_run(spec: StudySpec, space: Space, data: Dataset) -> Draw:
     """Sample the space in a throwaway in-memory study: `fixed` must give valid configs,
-    every enqueued configuration must be one of the space's, the grid must cover it."""
+    every enqueued configuration must be one of the space's, the grid must cover it.
+    Returns the first valid draw (the user's code is checked with it)."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     fixed, n_inputs, n_classes = dict(spec.fixed), data.n_features, data.n_classes
     try:
@@ -70,7 +87,7 @@ def _dry_run(spec: StudySpec, space: Space, data: Dataset) -> None:
         study.enqueue_trial(params)
         trial = study.ask()
         try:
-            space.suggest(trial, overrides=fixed, n_inputs=n_inputs, n_classes=n_classes)
+            space.draw(trial, overrides=fixed, n_inputs=n_inputs, n_classes=n_classes)
         except ValueError as e:
             raise SpecError(f"field enqueue[{i}]: {e}") from None
         unused = sorted(set(params) - set(trial.params))
@@ -83,8 +100,7 @@ def _dry_run(spec: StudySpec, space: Space, data: Dataset) -> None:
     errors = []
     for _ in range(5):
         try:
-            space.suggest(study.ask(), overrides=fixed, n_inputs=n_inputs, n_classes=n_classes)
-            return
+            return space.draw(study.ask(), overrides=fixed, n_inputs=n_inputs, n_classes=n_classes)
         except ValueError as e:
             errors.append(str(e))
             if spec.sampler.name == "grid":

@@ -15,12 +15,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import ray
 from ray.exceptions import RayError, RayTaskError, TaskCancelledError
 
+from study.run.code import WorkerCode
 from study.run.events import Died, Event, Failed, Started
 from study.run.executor import TrialFn
 from study.run.worker import trial_events
@@ -64,8 +65,17 @@ def _placed(events: Iterator[Event]) -> Iterator[Event]:
 
 
 @ray.remote(max_retries=0)
-def _run_trial(number: int, config: TrainConfig, data: Dataset, backend: str, device: str, threads: int) -> Any:
-    yield from _placed(trial_events(number, config, data, backend=backend, device=device, threads=threads))
+def _run_trial(
+    number: int,
+    config: TrainConfig | None,
+    data: Dataset,
+    backend: str,
+    device: str,
+    threads: int,
+    code: WorkerCode | None = None,
+    params: dict[str, Any] | None = None,
+) -> Any:
+    yield from _placed(trial_events(number, config, data, backend, device, threads, code, params))
 
 
 @ray.remote(max_retries=0)
@@ -75,7 +85,9 @@ def _run_fn(fn: TrialFn, number: int, config: TrainConfig, data: Dataset) -> Any
 
 class RayExecutor:
     """Runs each trial as a `_run_trial` streaming task with the spec's resources.
-    `trial_fn(number, config, data)` replaces the trainer (benchmarks: trivial trials)."""
+    `trial_fn(number, config, data)` replaces the trainer (benchmarks: trivial trials).
+    `code`: the user's model or trainer function (a reference the worker loads);
+    `runtime_env`: what carries that code to the worker nodes (`study.run.code`)."""
 
     def __init__(
         self,
@@ -86,9 +98,13 @@ class RayExecutor:
         cpus: float = 1.0,
         gpus: float = 0.0,
         trial_fn: TrialFn | None = None,
+        code: WorkerCode | None = None,
+        runtime_env: dict[str, Any] | None = None,
     ) -> None:
         self.data_ref = ray.put(data)
         self.trial_fn = trial_fn
+        self.code = code
+        self.runtime_env = runtime_env
         self.backend = backend
         self.device = device
         self.cpus = cpus
@@ -104,12 +120,18 @@ class RayExecutor:
             slots = min(slots, int(total.get("GPU", 0) // self.gpus))
         return max(1, slots)
 
-    def submit(self, number: int, config: TrainConfig) -> None:
-        opts = {"num_cpus": self.cpus, "num_gpus": self.gpus, "name": f"trial-{number}"}
+    def submit(self, number: int, config: TrainConfig | None, params: Mapping[str, Any] | None = None) -> None:
+        opts: dict[str, Any] = {"num_cpus": self.cpus, "num_gpus": self.gpus, "name": f"trial-{number}"}
+        if self.runtime_env:
+            opts["runtime_env"] = self.runtime_env
         if self.trial_fn is not None:
+            assert config is not None, "a scripted trial function takes a TrainConfig"
             gen = _run_fn.options(**opts).remote(self.trial_fn, number, config, self.data_ref)
         else:
-            gen = _run_trial.options(**opts).remote(number, config, self.data_ref, self.backend, self.device, self.threads)
+            args: tuple[Any, ...] = (number, config, self.data_ref, self.backend, self.device, self.threads)
+            if self.code is not None:
+                args += (self.code, dict(params or {}))
+            gen = _run_trial.options(**opts).remote(*args)
         self.streams[number] = gen
 
     def poll(self, timeout: float) -> list[Event]:

@@ -1,35 +1,102 @@
 """What runs where a trial runs: train one configuration and stream `study.run.events` back.
 
-`trial_events` wraps `trainers.iter_train` in a generator of events, so the same code runs
-inside a Ray streaming task and in-process for unit tests. Nothing here touches Optuna or
-MLflow: workers need no credentials.
+`trial_events` wraps the trainer in a generator of events, so the same code runs inside a
+Ray streaming task and in-process for unit tests: `trainers.iter_train` for the built-in MLP
+and a user's model (``model:``; the worker loads the factory from its reference, see
+`study.run.code`), `trainers.user_trainer.iter_user_trial` for a user's trainer function.
+Nothing here touches Optuna or MLflow: workers need no credentials. An exception fails the
+trial with its whole traceback (`Failed.traceback`), never the worker.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
-from collections.abc import Iterator
+import sys
+import traceback
+from collections.abc import Iterator, Mapping
+from typing import Any
 
+from study.run.code import WorkerCode
 from study.run.events import Ended, Epoch, Event, Failed, Started
 from trainers import Dataset, TrainConfig, TrainResult, iter_train
+from trainers.user_code import file_sha256, is_file_ref, split_ref
+from trainers.user_trainer import UserTrialResult, iter_user_trial
 
 
-def ended(number: int, result: TrainResult) -> Ended:
-    """The parts of a `TrainResult` the driver records (the history has been streamed)."""
+def ended(number: int, result: TrainResult | UserTrialResult) -> Ended:
+    """The parts of a finished run the driver records (the history has been streamed). A
+    trainer function's parameter count and test metrics are what it reported, if anything."""
+    if isinstance(result, UserTrialResult):
+        f = result.final
+        return Ended(
+            number, result.stop_reason, result.best_epoch, result.stopped_epoch, int(f.get("n_params", 0)), dict(f),
+            f.get("test_loss"), f.get("test_acc"),
+        )  # fmt: skip
     return Ended(
         number, result.stop_reason, result.best_epoch, result.stopped_epoch, result.n_params,
         dict(result.final), result.test_loss, result.test_acc,
     )  # fmt: skip
 
 
+def locate(code: WorkerCode) -> dict[str, str]:
+    """The source file the worker will load and its sha256 (``code_path``, ``code_sha256``;
+    empty when not found: loading it then says why). A module's folder goes on ``sys.path``."""
+    target, _ = split_ref(code.ref, code.role)
+    path: str | None
+    if is_file_ref(target):
+        path = os.path.abspath(os.path.join(code.base_dir or os.getcwd(), os.path.expanduser(target)))
+    else:
+        if code.base_dir and code.base_dir not in sys.path:
+            sys.path.insert(0, code.base_dir)
+        try:
+            found = importlib.util.find_spec(target)
+        except (ImportError, ValueError):
+            found = None
+        path = found.origin if found is not None else None
+    if path is None or not os.path.isfile(path):
+        return {"code_path": path or "", "code_sha256": ""}
+    return {"code_path": path, "code_sha256": file_sha256(path)}
+
+
+def _run(
+    config: TrainConfig | None,
+    data: Dataset,
+    backend: str,
+    device: str,
+    threads: int | None,
+    code: WorkerCode | None,
+    params: Mapping[str, Any] | None,
+) -> Any:
+    """The trainer's generator (one record per epoch; returns the run's result)."""
+    if code is not None and code.role == "trainer":
+        return iter_user_trial(code.ref, dict(params or {}), data, objective=code.objective, direction=code.direction)
+    if config is None:
+        raise ValueError("a trial of the built-in MLP or a user model needs its TrainConfig")
+    if code is not None:
+        return iter_train(config, data, backend="torch", device=device, threads=threads, model=code.ref, model_params=params)
+    return iter_train(config, data, backend=backend, device=device, threads=threads)
+
+
 def trial_events(
-    number: int, config: TrainConfig, data: Dataset, backend: str = "numpy", device: str = "cpu", threads: int | None = None
+    number: int,
+    config: TrainConfig | None,
+    data: Dataset,
+    backend: str = "numpy",
+    device: str = "cpu",
+    threads: int | None = None,
+    code: WorkerCode | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> Iterator[Event]:
-    """Train `config` on `data` as trial `number`, yielding its events."""
-    yield Started(number, {"pid": os.getpid(), "host": socket.gethostname()})
+    """Train `config` on `data` as trial `number` (with `code`: the user's model, built with
+    `params`, or the user's trainer function, given `params`), yielding its events."""
+    info: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname()}
+    if code is not None:
+        info.update(locate(code))
+    yield Started(number, info)
     try:
-        gen = iter_train(config, data, backend=backend, device=device, threads=threads)
+        gen = _run(config, data, backend, device, threads, code, params)
         while True:
             try:
                 rec = next(gen)
@@ -38,4 +105,4 @@ def trial_events(
                 return
             yield Epoch(number, rec.epoch, rec.metrics())
     except Exception as e:  # noqa: BLE001 - any trainer error fails this trial only
-        yield Failed(number, f"{type(e).__name__}: {e}")
+        yield Failed(number, f"{type(e).__name__}: {e}", traceback.format_exc())

@@ -69,6 +69,10 @@ class Tracker(Protocol):
 
     def log_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None: ...
 
+    def trial_text(self, number: int, name: str, text: str) -> None:
+        """A text file (`name`) beside a running trial's run: a failed trial's traceback."""
+        ...
+
     def end_trial(self, number: int, state: str, status: str, tags: dict[str, str], summary: dict[str, float]) -> None: ...
 
     def maybe_flush(self) -> None: ...
@@ -219,6 +223,11 @@ class MlflowTracker:
     def log_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
         self._queue_metrics(self.runs[number], metrics, epoch)
 
+    def trial_text(self, number: int, name: str, text: str) -> None:
+        run_id = self.runs.get(number)
+        if run_id is not None:
+            self.client.log_text(run_id, text, name)
+
     def end_trial(self, number: int, state: str, status: str, tags: dict[str, str], summary: dict[str, float]) -> None:
         """Write the trial's last metrics, its summary and tags, then terminate its run."""
         run_id = self.runs.pop(number)
@@ -304,8 +313,7 @@ class MlflowTracker:
                 self.experiment_id, start_time=_ms(record.started), run_name=f"trial-{record.number}", tags=tags
             )
             run_id, have = created.info.run_id, frozenset[str]()
-            config = record.config
-            self._queue_params(run_id, flatten(config.to_dict() if config is not None else dict(record.params)))
+            self._queue_params(run_id, flatten(record.run_params()))
         else:
             run_id, have = run.run_id, run.metrics
         points = 0

@@ -66,7 +66,7 @@ def _sqlite_pragmas() -> None:
 
 
 #: Calls about one trial's run: skipped for a trial whose run could not be created.
-_TRIAL_CALLS = ("tag_trial", "log_epoch", "end_trial")
+_TRIAL_CALLS = ("tag_trial", "log_epoch", "trial_text", "end_trial")
 #: MLflow's HTTP client retries a refused connection for minutes by default; the writer
 #: retries on its own (below), so each request gives up quickly.
 _HTTP_ENV = {
@@ -303,6 +303,9 @@ class TrackerProcess:
 
     def log_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
         self._call("log_epoch", number, epoch, metrics)
+
+    def trial_text(self, number: int, name: str, text: str) -> None:
+        self._call("trial_text", number, name, text)
 
     def end_trial(self, number: int, state: str, status: str, tags: dict[str, str], summary: dict[str, float]) -> None:
         self._call("end_trial", number, state, status, tags, summary)

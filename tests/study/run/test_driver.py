@@ -63,6 +63,9 @@ class FakeTracker:
     def log_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
         self.epochs[number].append(epoch)
 
+    def trial_text(self, number: int, name: str, text: str) -> None:
+        self.calls.append(("trial_text", number, name, text))
+
     def end_trial(self, number: int, state: str, status: str, tags: dict[str, str], summary: dict[str, float]) -> None:
         self.calls.append(("end_trial", number))
         self.ended[number] = (state, status, tags, summary)
