@@ -29,10 +29,14 @@ from study.stores.runs import RunReader, TrialRun
 from study.stores.uris import check_tracking, env_storage, unmasked_tracking
 from trainers import field_names
 
-#: Keys of per-epoch records as logged to MLflow (EpochRecord.metrics()).
+#: Keys of per-epoch records as logged to MLflow (EpochRecord.metrics(); a user module's
+#: per-tensor norms are named after its parameters, ``grad_norm.conv1.weight``).
 _CURVE_KEY = re.compile(
-    r"^(train_loss|train_acc|val_loss|val_acc|lr|sparsity|dead_units|seconds|batch_loss|grad_norm_\d+|weight_norm_\d+)$"
+    r"^(train_loss|train_acc|val_loss|val_acc|lr|sparsity|dead_units|seconds|batch_loss|grad_norm_\d+|weight_norm_\d+"
+    r"|(grad_norm|weight_norm)\.[\w.]+)$"
 )
+#: A trial run's end-of-trial metrics: never curves (a trainer function's curves are every other key).
+_SUMMARY_KEYS = re.compile(r"^(stopped_epoch|best_epoch|gap_at_best|n_params|objective(_\d+)?|best_.*)$")
 FIELDS = tuple(field_names())
 SCOPES = ("best", "last")
 #: Per-trial columns of `StudyHandle.trials` read from Optuna's user attrs.
@@ -85,8 +89,10 @@ class StudyHandle:
         df = self._sort(df)
         df.attrs["objectives"] = self.objectives
         df.attrs["directions"] = self.directions
-        # searched fields: those that differ between trials (the per-trial seed aside)
-        df.attrs["hyperparameters"] = [f for f in FIELDS if f != "seed" and f in df and df[f].dropna().astype(str).nunique() > 1]
+        # searched fields: those that differ between trials (the per-trial seed aside), the user's own names too
+        own = sorted({k for t in self.optuna.get_trials(deepcopy=False) for k in t.user_attrs.get(TrialAttr.USER_PARAMS) or {}})
+        names = [*FIELDS, *(k for k in own if k not in FIELDS)]
+        df.attrs["hyperparameters"] = [f for f in names if f != "seed" and f in df and df[f].dropna().astype(str).nunique() > 1]
         return df
 
     def _value_columns(self) -> list[str]:
@@ -107,9 +113,8 @@ class StudyHandle:
             row["run_status"] = run.status
             if "gap_at_best" in run.metrics:
                 row["gap_at_best"] = run.metrics["gap_at_best"]
-        config = r.config
-        if config is not None:  # the configuration as stored when the trial was asked for
-            row.update(config.to_dict())
+        if r.config is not None or r.user_params is not None:  # what the trial used, as stored when it was asked for
+            row.update(r.run_params())
         for p, v in r.params.items():  # the sampled values, under Optuna's names
             row.setdefault(f"param_{p}", v)
         return row
@@ -170,7 +175,7 @@ class StudyHandle:
             (n, runs[n].run_id, key)
             for n in numbers
             for key in runs[n].metrics
-            if _CURVE_KEY.match(key) and (keys is None or key in keys)
+            if self._curve_key(key) and (keys is None or key in keys)
         ]
         rows: dict[tuple[int, int], dict[str, Any]] = {}
         for n, key, hist in self.reader.histories(jobs):
@@ -180,6 +185,11 @@ class StudyHandle:
         if df.empty:
             return pd.DataFrame(columns=["trial", "epoch"])
         return df.sort_values(["trial", "epoch"]).reset_index(drop=True)
+
+    def _curve_key(self, key: str) -> bool:
+        if self.spec.target == "trainer":  # a trainer function reports metrics of its own
+            return not _SUMMARY_KEYS.match(key)
+        return bool(_CURVE_KEY.match(key))
 
     # -- importance -----------------------------------------------------------------------
     def importance(self, target: str = "objective", evaluator: str = "fanova") -> dict[str, float]:

@@ -72,15 +72,19 @@ def _curves(plt: Any, trials: pd.DataFrame, curves: pd.DataFrame, k: int) -> tup
     top = trials[trials["state"] == "COMPLETE"].head(k)["number"].tolist()
     if not top or curves.empty:
         return Section("Training vs validation curves", empty="No completed trial has recorded curves."), None
+    if not {"val_loss", "val_acc", "train_loss", "train_acc"} & set(curves.columns):
+        return Section(
+            "Training vs validation curves", empty="No loss or accuracy curve recorded (a trainer function reports its own metrics)."
+        ), None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for i, t in enumerate(top):
         c = curves[curves["trial"] == t].sort_values("epoch")
         color = f"C{i % 10}"
-        axes[0].plot(c["epoch"], c["train_loss"], "--", color=color)
-        axes[0].plot(c["epoch"], c["val_loss"], "-", color=color, label=f"trial {t}")
-        if "val_acc" in c:
-            axes[1].plot(c["epoch"], c["train_acc"], "--", color=color)
-            axes[1].plot(c["epoch"], c["val_acc"], "-", color=color, label=f"trial {t}")
+        for ax, kind in ((axes[0], "loss"), (axes[1], "acc")):  # a trainer function may report some of them only
+            if f"train_{kind}" in c:
+                ax.plot(c["epoch"], c[f"train_{kind}"], "--", color=color)
+            if f"val_{kind}" in c:
+                ax.plot(c["epoch"], c[f"val_{kind}"], "-", color=color, label=f"trial {t}")
     axes[0].set(xlabel="epoch", ylabel="loss (dashed: train, solid: validation)", yscale="log")
     axes[1].set(xlabel="epoch", ylabel="accuracy (dashed: train, solid: validation)")
     axes[0].legend(fontsize=8)
@@ -150,7 +154,11 @@ def _categorical(plt: Any, trials: pd.DataFrame, objective: str) -> tuple[Sectio
 def _grad_norms(plt: Any, trials: pd.DataFrame, curves: pd.DataFrame) -> tuple[Section, Any]:
     cols = [c for c in curves.columns if c.startswith("grad_norm_")]
     if curves.empty or not cols or "activation" not in trials:
-        return Section("Per-layer gradient norms", empty="No gradient norms were recorded."), None
+        return Section(
+            "Per-layer gradient norms",
+            empty="No per-layer gradient norms of the built-in MLP were recorded (a user model's per-tensor norms, "
+            "grad_norm.<parameter>, are in its curves).",
+        ), None
     first = curves[curves["epoch"] == curves.groupby("trial")["epoch"].transform("min")]
     first = first.merge(trials[["number", "activation", "depth"]], left_on="trial", right_on="number")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -177,6 +185,9 @@ def _grad_norms(plt: Any, trials: pd.DataFrame, curves: pd.DataFrame) -> tuple[S
 def _replay(trials: pd.DataFrame, curves: pd.DataFrame, monitor: str) -> Section:
     if curves.empty:
         return Section("Early-stopping replay", empty="No curves recorded.")
+    missing = sorted({monitor, "train_loss", "val_loss"} - set(curves.columns))
+    if missing:
+        return Section("Early-stopping replay", empty=f"No {', '.join(missing)} curve recorded to replay.")
     reasons = dict(zip(trials["number"], trials["stop_reason"], strict=True))
     c = curves[curves["trial"].isin(list(reasons))]
     if c.empty:
