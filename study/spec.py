@@ -156,7 +156,9 @@ class ObjectiveSpec(_Model):
             return v
         if target == "mlp" and _LAYER_METRIC.match(v):
             return v
-        layers = "grad_norm.<parameter>, weight_norm.<parameter>" if target == "model" else "grad_norm_<layer>, weight_norm_<layer>"
+        layers = (
+            "grad_norm.<parameter>, weight_norm.<parameter>" if target == "model" else "grad_norm_<layer>, weight_norm_<layer>"
+        )
         raise ValueError(
             f"unknown metric {v!r}; allowed: {', '.join(RECORD_METRICS)}, n_params, {layers}"
             + ("" if target == "model" else " (a `trainer:` function may report any metric)")
@@ -305,7 +307,9 @@ class StudySpec(_Model):
             try:
                 split_ref(v, role=str(info.field_name))
             except UserCodeError:
-                raise ValueError("must be FILE.py:function or package.module:function (the function a Python identifier)") from None
+                raise ValueError(
+                    "must be FILE.py:function or package.module:function (the function a Python identifier)"
+                ) from None
         return v
 
     @model_validator(mode="before")
@@ -333,11 +337,17 @@ class StudySpec(_Model):
     @model_validator(mode="after")
     def _consistent(self) -> StudySpec:
         if self.model is not None and self.trainer is not None:
-            raise ValueError("give either `model` (your torch module, trained by hpstudy) or `trainer` (your training function), not both")
+            raise ValueError(
+                "give either `model` (your torch module, trained by hpstudy) or `trainer` (your training function), not both"
+            )
         if self.model is not None and self.backend != "torch":
-            raise ValueError(f"a `model` is trained by the torch backend; backend must be torch (the default with model:), got {self.backend!r}")
+            raise ValueError(
+                f"a `model` is trained by the torch backend; backend must be torch (the default with model:), got {self.backend!r}"
+            )
         if self.trainer is not None and (self.backend != "numpy" or self.device != "cpu"):
-            raise ValueError("`backend` and `device` choose hpstudy's own trainer; a `trainer` function trains by itself: remove them")
+            raise ValueError(
+                "`backend` and `device` choose hpstudy's own trainer; a `trainer` function trains by itself: remove them"
+            )
         if self.device != "cpu" and self.backend == "numpy":
             raise ValueError(f"device {self.device!r} needs backend: torch (the numpy backend runs on cpu only)")
         if self.objectives is not None and "objective" in self.model_fields_set:

@@ -74,7 +74,8 @@ def _curves(plt: Any, trials: pd.DataFrame, curves: pd.DataFrame, k: int) -> tup
         return Section("Training vs validation curves", empty="No completed trial has recorded curves."), None
     if not {"val_loss", "val_acc", "train_loss", "train_acc"} & set(curves.columns):
         return Section(
-            "Training vs validation curves", empty="No loss or accuracy curve recorded (a trainer function reports its own metrics)."
+            "Training vs validation curves",
+            empty="No loss or accuracy curve recorded (a trainer function reports its own metrics).",
         ), None
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for i, t in enumerate(top):
