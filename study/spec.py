@@ -315,9 +315,13 @@ class StudySpec(_Model):
     @model_validator(mode="before")
     @classmethod
     def _model_means_torch(cls, v: Any) -> Any:
-        """``model:`` implies ``backend: torch`` (the trainer of user modules)."""
+        """``model:`` implies ``backend: torch`` (the trainer of user modules); with your own
+        code the default space is empty (the built-in ``full`` space is the MLP's), so that
+        ``fixed:`` alone describes a study of seeds."""
         if isinstance(v, dict) and v.get("model") is not None and "backend" not in v:
             v = {**v, "backend": "torch"}
+        if isinstance(v, dict) and (v.get("model") is not None or v.get("trainer") is not None) and "space" not in v:
+            v = {**v, "space": {"parameters": {}}}
         return v
 
     @field_validator("pruner", mode="before")
