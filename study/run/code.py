@@ -1,21 +1,21 @@
 """The user's code on the workers: what a worker loads (`WorkerCode`) and how it gets there.
 
 A trial never receives a built model or a loaded function, only a reference, which the
-worker loads where it runs. On this machine (a local Ray, the in-process executor) the
-reference is the file's absolute path, or the module with the spec's folder to import it
-from. On a cluster (``study launch --address``, ``study submit``) a worker node may never
-have seen the file, so the code travels with each task in Ray's runtime environment
-(`runtime_env`):
+worker loads where it runs (`mode`):
 
-- a file (``model: nets/cnn.py:build``): its folder is the task's ``working_dir``; Ray copies
-  it to the node and starts the worker in that copy, so the reference becomes the file's
-  name (``cnn.py:build``), and the file can import its neighbours as it does locally;
-- a module of the spec's folder (``model: nets.cnn:build``): its top-level package (or
-  file) goes in ``py_modules``, which Ray puts on the worker's ``sys.path``;
-- an installed package travels with nothing: the cluster's Python must have it.
-
-Ray merges a task's runtime environment with the job's: ``env_vars`` are merged, other
-fields replaced, so the job's thread settings stay.
+- ``local`` (a Ray this driver started on this machine, the in-process executor, or a Ray
+  the calling process had already joined): the file's absolute path, or the module with the
+  spec's folder to import it from; the workers see this machine's files.
+- ``ship`` (``study launch --address``: workers on other machines, which may never have seen
+  the file): the code travels in the job's runtime environment, given to ``ray.init``
+  (Ray uploads local folders at the job level only): a file's folder as ``working_dir``
+  (Ray copies it to every node and starts the job's workers in that copy, so the reference
+  becomes the file's name and the file can import its neighbours as it does locally), or a
+  module of the spec's folder by its top-level package (or file) in ``py_modules``, which Ray
+  puts on the workers' ``sys.path``. An installed package travels with nothing.
+- ``job`` (the driver of ``study submit``, a Ray Job): the job's ``working_dir`` is the
+  spec's folder (see `study.cli.jobs`), so the workers already run in a copy of it; the
+  reference is the file's path relative to that folder. Code outside it did not travel.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ from study.record import CodeRecord, StudyAttr
 from study.spec import StudySpec
 from trainers.user_code import is_file_ref, split_ref
 
+#: Set in a submitted job's environment (the spec's text): the driver runs as a Ray Job.
+SUBMITTED_ENV = "HPSTUDY_SUBMITTED_SPEC"
+MODES = ("local", "ship", "job")
 #: Left out of a shipped folder (besides what its .gitignore leaves out).
 EXCLUDES = [".venv", ".git", "mlruns", "mlflow.db", "mlflow.db-*", ".hpstudy", "__pycache__", ".pytest_cache",
             ".mypy_cache", ".ruff_cache", "*.egg-info", "*-report.html", "*.journal"]  # fmt: skip
@@ -47,22 +50,49 @@ class WorkerCode:
     direction: str = "minimize"
 
 
-def worker_code(code: CodeRecord, spec: StudySpec, *, ship: bool) -> tuple[WorkerCode, dict[str, Any] | None]:
-    """The reference workers load and, with `ship` (workers on other machines), the runtime
-    environment that carries the code there (None: nothing to carry)."""
+def code_mode(address: str | None) -> str:
+    """How the code reaches the workers (see the module): ``job`` inside a submitted job,
+    ``ship`` for a cluster address, ``local`` otherwise."""
+    if os.environ.get(SUBMITTED_ENV):
+        return "job"
+    return "ship" if address not in (None, "", "local") else "local"
+
+
+def worker_code(code: CodeRecord, spec: StudySpec, mode: str = "local") -> tuple[WorkerCode, dict[str, Any] | None]:
+    """The reference workers load in `mode` and, for ``ship``, the runtime environment that
+    carries the code (None: nothing to carry). ValueError for code a job did not carry."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     target, func = split_ref(code.ref, code.role)
     extra = {"objective": spec.all_objectives[0].metric, "direction": spec.directions[0]}
+    if mode == "job":
+        return _in_job(code, target, func, extra), None
     if is_file_ref(target):
         if code.path is None:  # pragma: no cover - a file reference always has its path
             raise ValueError(f"{code.role} {code.ref}: no file path recorded")
-        if ship:
+        if mode == "ship":
             env = {"working_dir": os.path.dirname(code.path), "excludes": EXCLUDES}
             return WorkerCode(code.role, f"{os.path.basename(code.path)}:{func}", None, **extra), env
         return WorkerCode(code.role, f"{code.path}:{func}", None, **extra), None
-    shipped = _module_root(target, code.path, spec.base_dir) if ship else None
+    shipped = _module_root(target, code.path, spec.base_dir) if mode == "ship" else None
     if shipped is not None:
         return WorkerCode(code.role, code.ref, None, **extra), {"py_modules": [shipped], "excludes": EXCLUDES}
     return WorkerCode(code.role, code.ref, spec.base_dir, **extra), None
+
+
+def _in_job(code: CodeRecord, target: str, func: str, extra: dict[str, str]) -> WorkerCode:
+    """The reference relative to the job's working folder (this process's), which every
+    worker of the job runs in a copy of."""
+    here = os.getcwd()
+    if code.path is None or not is_file_ref(target):  # a module: importable from the working folder, or installed
+        return WorkerCode(code.role, code.ref, None, **extra)
+    rel = os.path.relpath(code.path, here)
+    if rel.startswith(os.pardir):
+        raise ValueError(
+            f"{code.role} {code.ref}: {code.path} is outside the job's working folder {here} (the spec's folder, "
+            "which is what travels with a submitted study); move it next to the spec"
+        )
+    return WorkerCode(code.role, f"{rel}:{func}", None, **extra)
 
 
 def _module_root(target: str, path: str | None, base_dir: str | None) -> str | None:

@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 
 from study.record import StudyAttr, TrialRecord, spec_differences, stored_spec
-from study.run.code import remember_code, worker_code
+from study.run.code import code_mode, remember_code, worker_code
 from study.run.decisions import Decisions
 from study.run.driver import Driver, Listener
 from study.run.executor import Executor
@@ -50,13 +50,13 @@ def ray_executor(address: str | None) -> ExecutorFactory:
         from study.run.ray_executor import RayExecutor, start_ray, stop_ray
 
         spec = prep.spec
-        started = start_ray(address, threads=max(1, int(spec.resources.cpus)))
-        # on a cluster the user's code travels with each task (study.run.code)
-        code, env = worker_code(prep.code, spec, ship=address not in (None, "local")) if prep.code else (None, None)
+        code, env = worker_code(prep.code, spec, code_mode(address)) if prep.code else (None, None)
+        started = start_ray(address, threads=max(1, int(spec.resources.cpus)), runtime_env=env)
+        if env and not started and prep.code:  # a Ray this process had joined already cannot carry it: workers read the files
+            code, env = worker_code(prep.code, spec, "local")
         ex = RayExecutor(
-            prep.data, backend=spec.backend, device=spec.device, cpus=spec.resources.cpus, gpus=spec.resources.gpus,
-            code=code, runtime_env=env,
-        )  # fmt: skip
+            prep.data, backend=spec.backend, device=spec.device, cpus=spec.resources.cpus, gpus=spec.resources.gpus, code=code
+        )
 
         def cleanup() -> None:
             ex.close()

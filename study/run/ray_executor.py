@@ -34,11 +34,12 @@ def _thread_env(threads: int) -> dict[str, str]:
     return {"OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n}
 
 
-def start_ray(address: str | None = None, *, threads: int = 1) -> bool:
-    """Make sure Ray is up; returns True if this call started it (and so should stop it)."""
+def start_ray(address: str | None = None, *, threads: int = 1, runtime_env: dict[str, Any] | None = None) -> bool:
+    """Make sure Ray is up; returns True if this call started it (and so should stop it).
+    `runtime_env`: more of the job's runtime environment (the user's code, `study.run.code`)."""
     if ray.is_initialized():
         return False
-    env = {"env_vars": _thread_env(threads)}
+    env = {**(runtime_env or {}), "env_vars": _thread_env(threads)}
     common: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR, "runtime_env": env}
     if address:
         ray.init(address=address, **common)
@@ -86,8 +87,8 @@ def _run_fn(fn: TrialFn, number: int, config: TrainConfig, data: Dataset) -> Any
 class RayExecutor:
     """Runs each trial as a `_run_trial` streaming task with the spec's resources.
     `trial_fn(number, config, data)` replaces the trainer (benchmarks: trivial trials).
-    `code`: the user's model or trainer function (a reference the worker loads);
-    `runtime_env`: what carries that code to the worker nodes (`study.run.code`)."""
+    `code`: the user's model or trainer function (a reference the worker loads; what
+    carries it to other nodes is the job's runtime environment, `study.run.code`)."""
 
     def __init__(
         self,
@@ -99,12 +100,10 @@ class RayExecutor:
         gpus: float = 0.0,
         trial_fn: TrialFn | None = None,
         code: WorkerCode | None = None,
-        runtime_env: dict[str, Any] | None = None,
     ) -> None:
         self.data_ref = ray.put(data)
         self.trial_fn = trial_fn
         self.code = code
-        self.runtime_env = runtime_env
         self.backend = backend
         self.device = device
         self.cpus = cpus
@@ -122,8 +121,6 @@ class RayExecutor:
 
     def submit(self, number: int, config: TrainConfig | None, params: Mapping[str, Any] | None = None) -> None:
         opts: dict[str, Any] = {"num_cpus": self.cpus, "num_gpus": self.gpus, "name": f"trial-{number}"}
-        if self.runtime_env:
-            opts["runtime_env"] = self.runtime_env
         if self.trial_fn is not None:
             assert config is not None, "a scripted trial function takes a TrainConfig"
             gen = _run_fn.options(**opts).remote(self.trial_fn, number, config, self.data_ref)

@@ -47,9 +47,10 @@ def locate(code: WorkerCode) -> dict[str, str]:
     path: str | None
     if is_file_ref(target):
         path = os.path.abspath(os.path.join(code.base_dir or os.getcwd(), os.path.expanduser(target)))
-    else:
-        if code.base_dir and code.base_dir not in sys.path:
-            sys.path.insert(0, code.base_dir)
+    else:  # a module: from the spec's folder, else the working folder (a job's copy of it), else installed
+        folder = os.path.abspath(code.base_dir or os.getcwd())
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
         try:
             found = importlib.util.find_spec(target)
         except (ImportError, ValueError):
