@@ -170,7 +170,7 @@ def test_failed_died_and_diverged_trials(tmp_path: Path) -> None:
     def fn(number: int, config: Any, data: Any) -> Iterator[Event]:
         if number == 0:
             yield Started(number, {})
-            yield Failed(number, "ValueError: boom")
+            yield Failed(number, "ValueError: boom", "Traceback (most recent call last):\n  ...\nValueError: boom\n")
         elif number == 1:
             yield Started(number, {})
             raise WorkerDied("node lost")
@@ -190,6 +190,13 @@ def test_failed_died_and_diverged_trials(tmp_path: Path) -> None:
     assert t[3].stop_reason is StopReason.DIVERGED and t[3].values is None and t[3].state == TrialState.FAIL
     assert {n: tracker.ended[n][1] for n in (0, 1, 2, 3)} == {0: "FAILED", 1: "FAILED", 2: "FINISHED", 3: "FAILED"}
     assert sum(r.counted for r in t.values()) == 4
+    # the failure's whole traceback beside its run, before the run ends; its last line is the error tag
+    texts = [c for c in tracker.calls if c[0] == "trial_text"]
+    assert texts == [("trial_text", 0, "traceback.txt", "Traceback (most recent call last):\n  ...\nValueError: boom\n")]
+    assert (
+        tracker.calls.index(texts[0]) < tracker.calls.index(("end_trial", 0))
+        and tracker.ended[0][2]["error"] == "ValueError: boom"
+    )
 
 
 def test_a_space_that_cannot_build_a_config_fails_that_trial_only(tmp_path: Path) -> None:

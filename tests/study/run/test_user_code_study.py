@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 
 DATA = {"name": "gaussian_mixture", "args": {"n_samples": 300, "n_features": 6, "n_classes": 3}}
 
-MODEL = '''\
+MODEL = """\
 from torch import nn
 
 SEEN = {seen!r}  # the dropout rate each built module trains with, one line per trial
@@ -54,7 +54,7 @@ class Net(nn.Module):
 
 def build(n_inputs, n_classes, hidden=8):
     return Net(n_inputs, n_classes, hidden)
-'''
+"""
 
 TRAINER = '''\
 import math
@@ -191,9 +191,7 @@ def test_user_trainer_study_prunes_fails_and_diverges_per_trial(ray_address: str
     assert runs[trials[0.95].number].info.status == "FAILED" and trials[0.95].state == TrialState.FAIL
 
 
-def test_resume_after_a_sigkilled_driver_keeps_the_users_model(
-    ray_address: str, workdir: Path, study_cli: str
-) -> None:
+def test_resume_after_a_sigkilled_driver_keeps_the_users_model(ray_address: str, workdir: Path, study_cli: str) -> None:
     folder = user_folder(workdir)
     slow = {"name": "gaussian_mixture", "args": {"n_samples": 1500, "n_features": 6, "n_classes": 3}}
     spec = write_spec(
