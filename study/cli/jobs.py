@@ -5,12 +5,16 @@
     study status --job JOB_ID --address http://HEAD:8265      the job's state
     study logs JOB_ID --address http://HEAD:8265 [--follow]   the driver's output
 
-The job's runtime environment carries the project (``working_dir``: the project root,
-without ``.venv``, ``.git``, ``mlruns``, ``mlflow.db``, ``.hpstudy`` and caches) and the spec
-(its text, in the job's environment, written to a file in the job's working folder). The
-entrypoint writes that file and runs ``PYTHON -m study.cli launch SPEC_FILE --address auto
---quiet`` on the head node (PYTHON: the interpreter of the cluster's Ray workers). Paths in the spec (a space file, a CSV dataset)
-must exist there: relative to the project root, which travels with the job.
+The job's runtime environment carries the spec's folder (``working_dir``: the folder of the
+spec file, without ``.venv``, ``.git``, ``mlruns``, ``mlflow.db``, ``.hpstudy``, caches and
+what its ``.gitignore`` leaves out), hpstudy's own packages (``py_modules``: ``study``,
+``trainers``, ``search_spaces``) and the spec (its text, in the job's environment, written to
+a file in the job's working folder). The entrypoint writes that file and runs ``PYTHON -m
+study.cli launch SPEC_FILE --address auto --quiet`` on the head node (PYTHON: the interpreter
+of the cluster's Ray workers). Relative paths in the spec (the user's ``model:`` or
+``trainer:`` file, a space file, a CSV dataset) resolve in the job's copy of the spec's
+folder as they do locally, and the trials run in copies of it on every node
+(`study.run.code`); a user's file must therefore lie in the spec's folder.
 
 The study must be reachable from the cluster and outlive the job: the Optuna storage must
 be a database server (PostgreSQL/MySQL) and MLflow a tracking server or database, not files
@@ -36,13 +40,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from study.spec import SpecError, load_spec
+from study.run.code import EXCLUDES, SUBMITTED_ENV
+from study.spec import SpecError, StudySpec, load_spec
 from study.stores.uris import STORAGE_ENV, TRACKING_ENV, is_local_file, mask, resolve, with_env_defaults
+from trainers.user_code import is_file_ref, split_ref
 
 ROOT = Path(__file__).resolve().parents[2]
-EXCLUDES = [".venv", ".git", "mlruns", "mlflow.db", "mlflow.db-*", ".hpstudy", "__pycache__", ".pytest_cache",
-            ".mypy_cache", ".ruff_cache", "*.egg-info", "*-report.html"]  # fmt: skip
-SPEC_ENV = "HPSTUDY_SUBMITTED_SPEC"
+#: hpstudy's packages, shipped with every job (the cluster's Python has its dependencies).
+PACKAGES = ("study", "trainers", "search_spaces")
+SPEC_ENV = SUBMITTED_ENV
 SPEC_FILE = ".hpstudy-submitted-spec.yaml"
 DASHBOARD_ENVS = ("HPSTUDY_RAY_DASHBOARD", "RAY_API_SERVER_ADDRESS")
 AGENT_WAIT_SECONDS = 120
@@ -106,11 +112,13 @@ def client(address: str | None) -> Any:
 
 def job_spec(spec_path: str, overrides: dict[str, Any]) -> tuple[str, dict[str, str]]:
     """The spec's text for the job (overrides applied) and the job's environment variables.
-    SpecError for a spec that cannot run as a job (local storage or tracking files)."""
+    SpecError for a spec that cannot run as a job (local storage or tracking files, code
+    outside the spec's folder)."""
     import yaml
 
     spec = load_spec(spec_path)
     spec = with_env_defaults(spec, overrides.get("storage"), overrides.get("tracking_uri")).with_overrides(**overrides)
+    _code_travels(spec)
     storage = resolve(spec.storage)
     if is_local_file(storage):
         raise SpecError(
@@ -126,15 +134,43 @@ def job_spec(spec_path: str, overrides: dict[str, Any]) -> tuple[str, dict[str, 
     data = spec.model_dump(mode="json")
     data["storage"] = None  # travels as HPSTUDY_STORAGE, not in the spec text
     data["tracking_uri"] = None
+    data["base_dir"] = None  # the job's copy of the spec's folder, where the spec file is written
     data = {k: v for k, v in data.items() if v is not None}
     return yaml.safe_dump(data, sort_keys=False), {STORAGE_ENV: storage, TRACKING_ENV: uri}
+
+
+def _code_travels(spec: StudySpec) -> None:
+    """A SpecError when the user's code file lies outside the spec's folder (the job's working_dir)."""
+    if spec.code is None or spec.base_dir is None:
+        return
+    role, ref = spec.code
+    target, _ = split_ref(ref, role)
+    if not is_file_ref(target):
+        return  # a module: the spec's folder travels and goes on the path; an installed one must be on the cluster
+    path = os.path.abspath(spec.path(target))
+    if os.path.relpath(path, spec.base_dir).startswith(os.pardir):
+        raise SpecError(
+            f"field {role}: {path} is outside the spec's folder {spec.base_dir}, which is what a submitted study "
+            "carries to the cluster; move the file (or the spec) so that the spec's folder holds it"
+        )
+
+
+def job_runtime_env(spec_path: str, env: dict[str, str]) -> dict[str, Any]:
+    """The job's runtime environment: the spec's folder, hpstudy's packages, the environment."""
+    folder = os.path.dirname(os.path.abspath(spec_path))
+    return {
+        "working_dir": folder,
+        "py_modules": [str(ROOT / p) for p in PACKAGES],
+        "excludes": EXCLUDES,
+        "env_vars": env,
+    }
 
 
 def submit(spec_path: str, address: str | None, overrides: dict[str, Any]) -> tuple[str, str]:
     """Submit the study as a Ray Job; returns (job id, dashboard address)."""
     text, env = job_spec(spec_path, overrides)
     c = client(address)
-    runtime_env = {"working_dir": str(ROOT), "excludes": EXCLUDES, "env_vars": {**env, SPEC_ENV: text}}
+    runtime_env = job_runtime_env(spec_path, {**env, SPEC_ENV: text})
     name = Path(spec_path).stem
     spec_file = shlex.quote(SPEC_FILE)
     entrypoint = f'{WORKER_PYTHON}printf "%s" "${SPEC_ENV}" > {spec_file} && exec "$PY" -m study.cli launch {spec_file} --address auto --quiet'
@@ -147,6 +183,8 @@ def submit(spec_path: str, address: str | None, overrides: dict[str, Any]) -> tu
             if "No available agent" not in str(e) or time.monotonic() > deadline:
                 raise SpecError(f"the Ray Jobs API refused the job: {str(e).strip().splitlines()[0]}") from None
             time.sleep(1.0)
+        except ValueError as e:  # the spec's folder cannot be packaged (too large, unreadable)
+            raise SpecError(f"cannot ship the spec's folder {os.path.dirname(os.path.abspath(spec_path))}: {e}") from None
 
 
 def state(job_id: str, address: str | None) -> tuple[str, str]:
