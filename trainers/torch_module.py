@@ -51,7 +51,8 @@ def _derived_seed(seed: int, stream: int) -> int:
 
 
 def check_config(config: TrainConfig) -> None:
-    """The MLP's architecture fields must stay at their defaults for a user module."""
+    """The MLP's architecture fields must stay at their defaults for a user module, and
+    dropout is evaluated by scaling (Monte Carlo dropout is the numpy backend's only)."""
     defaults = TrainConfig()
     changed = [f for f in MLP_ONLY if getattr(config, f) != getattr(defaults, f)]
     if changed:
@@ -59,6 +60,8 @@ def check_config(config: TrainConfig) -> None:
             f"{', '.join(changed)} set for a user model, but these fields describe the built-in MLP only; "
             "a user model's architecture is its factory's parameters"
         )
+    if config.dropout_eval != "scale":
+        raise ValueError(f"dropout_eval {config.dropout_eval!r} is implemented by the numpy backend only; use 'scale' with torch")
 
 
 def row_losses(loss: str, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
