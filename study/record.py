@@ -251,10 +251,12 @@ class TrialRecord:
         return dict(raw) if isinstance(raw, dict) else None
 
     def run_params(self) -> dict[str, Any]:
-        """What the trial used, as its MLflow run's params (`run_params`)."""
+        """What the trial used, as its MLflow run's params (`run_params`); without a stored
+        configuration (a trainer function's trial, a space that failed, a driver killed while
+        asking) its sampled values and whatever user params were stored."""
         config = self.config
-        if config is None and self.user_params is None:
-            return dict(self.params)
+        if config is None:
+            return {**self.params, **(self.user_params or {})}
         return run_params(config, self.user_params)
 
     @property

@@ -127,12 +127,12 @@ class Decisions:
                 params.setdefault("seed", seed)
         except Exception as e:  # noqa: BLE001 - a bad sample fails this trial, not the study
             return Asked(trial, None, f"{type(e).__name__}: {e}", seed, attempt, retry_of)
+        own = None if self.spec.target == "mlp" else params
+        if own is not None:  # first: a stored config without user params is the built-in MLP's (a kill may fall between)
+            trial.set_user_attr(TrialAttr.USER_PARAMS, params_to_json(own))
         if config is not None:
             trial.set_user_attr(TrialAttr.CONFIG, config_to_json(config))
-        if self.spec.target == "mlp":
-            return Asked(trial, config, "", seed, attempt, retry_of)
-        trial.set_user_attr(TrialAttr.USER_PARAMS, params_to_json(params))
-        return Asked(trial, config, "", seed, attempt, retry_of, params)
+        return Asked(trial, config, "", seed, attempt, retry_of, own)
 
     def note(self, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
         """Record facts about a running trial (where it runs) as user attrs."""
