@@ -235,7 +235,9 @@ def test_resume_after_a_sigkilled_driver_keeps_the_users_model(ray_address: str,
         assert placement["code_sha256"] == trials[0].user_attrs["placement"]["code_sha256"]
         assert "runtime_resources" in Path(placement["code_path"]).parts and folder not in Path(placement["code_path"]).parents
     runs = runs_by_trial(workdir, "um-kill")  # MLflow, repaired by the resume, shows the user's model too
-    assert all("hidden" in r.data.params and "depth" not in r.data.params for r in runs.values()), {n: (r.data.params, r.data.tags, r.info.status) for n, r in runs.items()}
+    assert all("hidden" in r.data.params and "depth" not in r.data.params for r in runs.values()), {
+        n: (r.data.params, r.data.tags, r.info.status) for n, r in runs.items()
+    }
     assert sorted(runs) == [t.number for t in trials]
 
 
