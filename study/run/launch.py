@@ -51,7 +51,13 @@ def ray_executor(address: str | None) -> ExecutorFactory:
 
         spec = prep.spec
         code, env = worker_code(prep.code, spec, code_mode(address)) if prep.code else (None, None)
-        started = start_ray(address, threads=max(1, int(spec.resources.cpus)), runtime_env=env)
+        try:
+            started = start_ray(address, threads=max(1, int(spec.resources.cpus)), runtime_env=env)
+        except ValueError as e:  # Ray refused to package the code's folder (over its size limit)
+            if not env or prep.code is None:
+                raise
+            shipped = env.get("working_dir") or env.get("py_modules")
+            raise SpecError(f"field {prep.code.role}: cannot ship {shipped} to the cluster: {e}") from None
         if env and not started and prep.code:  # a Ray this process had joined already cannot carry it: workers read the files
             code, env = worker_code(prep.code, spec, "local")
         ex = RayExecutor(

@@ -264,13 +264,32 @@ def test_a_resume_whose_code_changed_warns_with_both_hashes(ray_address: str, wo
     assert [t.user_attrs["placement"]["code_sha256"] for t in trials] == [before, after]
 
 
+def two_nodes(attempts: int = 3) -> tuple[Any, Any]:
+    """A head without CPUs and a 2-CPU worker node (`ray.cluster_utils.Cluster`). Ray waits a
+    fixed 30 s for a starting node to register, which a machine under heavy load can miss:
+    that start is retried (and only that)."""
+    from ray.cluster_utils import Cluster
+
+    mib100 = 100 * 1024 * 1024
+    for attempt in range(attempts):
+        cluster = Cluster(initialize_head=False, connect=False)
+        try:
+            cluster.add_node(num_cpus=0, include_dashboard=False, object_store_memory=mib100)  # the head
+            worker = cluster.add_node(num_cpus=2, object_store_memory=mib100)
+            cluster.wait_for_nodes()
+            return cluster, worker
+        except Exception as e:
+            cluster.shutdown()
+            if "timed out during startup" not in str(e) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def test_a_worker_node_that_never_saw_the_folder_runs_the_users_code(tmp_path: Path, empty_mlflow_db: Path) -> None:
     """A 2-node cluster whose head has no CPU: every trial runs on the worker node, in a
     worker started in Ray's copy of the user's folder (its runtime environment), while the
     driver runs in another folder; the trial records the copy's path and the same sha256."""
     import shutil
-
-    from ray.cluster_utils import Cluster
 
     work, user = tmp_path / "driver", tmp_path / "user"
     work.mkdir()
@@ -280,13 +299,8 @@ def test_a_worker_node_that_never_saw_the_folder_runs_the_users_code(tmp_path: P
         user, work, name="um-cluster", model="usermodel.py:build", space={"parameters": {"hidden": {"int": [4, 8]}}},
         fixed={"epochs": 2, "batch_size": 64}, trials=2, concurrency=2,
     )  # fmt: skip
-    cluster = Cluster(
-        initialize_head=True, connect=False,
-        head_node_args={"num_cpus": 0, "include_dashboard": False, "object_store_memory": 100 * 1024 * 1024},
-    )  # fmt: skip
+    cluster, worker = two_nodes()
     try:
-        worker = cluster.add_node(num_cpus=2, object_store_memory=100 * 1024 * 1024)
-        cluster.wait_for_nodes()
         cli = Path(sys.executable).parent / "study"
         p = subprocess.run(
             [str(cli), "launch", str(spec), "--address", cluster.address, "--quiet"],
