@@ -45,7 +45,13 @@ def list_command(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title=f"studies in {mask(url)}", title_justify="left")
-    for c, justify in (("name", "left"), ("trials by state", "left"), ("objective", "left"), ("best", "right"), ("started", "left")):
+    for c, justify in (
+        ("name", "left"),
+        ("trials by state", "left"),
+        ("objective", "left"),
+        ("best", "right"),
+        ("started", "left"),
+    ):
         table.add_column(c, justify=justify)  # type: ignore[arg-type]
     for s in studies:
         states = ", ".join(f"{n} {k.lower()}" for k, n in sorted(s["states"].items())) or "none"
@@ -87,7 +93,9 @@ def delete_command(args: argparse.Namespace) -> int:
         return 1
     delete_mlflow(tracking, part, args.name, uid)
     delete_optuna(url, args.name)
-    print(f"deleted study {args.name!r}" + ("" if part.experiment_id is None else "; MLflow keeps deleted runs until `mlflow gc`"))
+    print(
+        f"deleted study {args.name!r}" + ("" if part.experiment_id is None else "; MLflow keeps deleted runs until `mlflow gc`")
+    )
     return 0
 
 

@@ -84,15 +84,23 @@ def best_command(args: argparse.Namespace) -> int:
     base = [c for c in (*BEST_COLUMNS[:1], *value_cols, *BEST_COLUMNS[2:], *budget) if c in df]
     if args.json:
         records = {t.number: TrialRecord.of(t) for t in handle.optuna.get_trials(deepcopy=False)}
-        print(json.dumps([_json_row(r, base + tests + ["run_id"], records.get(int(r["number"]))) for _, r in df.iterrows()], indent=2))
+        print(
+            json.dumps(
+                [_json_row(r, base + tests + ["run_id"], records.get(int(r["number"]))) for _, r in df.iterrows()], indent=2
+            )
+        )
         return 0
     objective = ", ".join(handle.objectives)
     title = f"{handle.name}: best {len(df)} by {objective}" + (f" ({args.scope} epoch)" if len(handle.objectives) == 1 else "")
-    print_tables(title, df, base, searched + tests, ["number", *value_cols])
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    key = ["number", *value_cols]
+    print_tables(console, title, df, key, [c for c in base if c not in key] + searched + tests)
     if searched:
-        print(f"searched: {', '.join(searched)} (a blank cell: no effect on that trial); every other setting was fixed")
+        console.print(f"searched: {', '.join(searched)} (a blank cell: no effect on that trial); every other setting was fixed")
     if tests:
-        print(TEST_NOTE)
+        console.print(TEST_NOTE)
     if df.empty:
         print("no completed trial matches", file=sys.stderr)
     return 0
@@ -109,24 +117,22 @@ def _json_row(row: Any, cols: list[str], record: TrialRecord | None) -> dict[str
     return out
 
 
-def print_tables(title: str, df: Any, first: list[str], rest: list[str], key: list[str]) -> None:
-    """`df` as rich tables that fit the terminal: the `first` columns and ``run_id`` (never
-    cut) in one table, then as many of `rest` as fit beside them; what does not fit goes to
-    further tables that repeat the `key` columns."""
-    from rich.console import Console
-
-    console = Console()
+def print_tables(console: Any, title: str, df: Any, key: list[str], rest: list[str]) -> None:
+    """`df` as rich tables that fit the console, no cell cut: the `key` columns and ``run_id``
+    (never cut) with as many of the `rest` columns as fit beside them, in order; the columns
+    that do not fit go to further tables, each starting with the `key` columns again."""
+    run_id = ["run_id"] if "run_id" in df else []
     groups: list[list[str]] = []
-    current = list(first)
+    current = [*key, *run_id]
     for c in rest:
         if _width(console, df, [*current, c]) <= console.width:
-            current.append(c)
+            current.insert(len(current) - len(run_id) if not groups else len(current), c)
         else:
             groups.append(current)
             current = [*key, c]
     groups.append(current)
     for i, cols in enumerate(groups):
-        console.print(_table(df, cols + (["run_id"] if i == 0 and "run_id" in df else []), title if i == 0 else None))
+        console.print(_table(df, cols, title if i == 0 else None))
 
 
 def _table(df: Any, cols: list[str], title: str | None) -> Any:
@@ -135,7 +141,10 @@ def _table(df: Any, cols: list[str], title: str | None) -> Any:
     table = Table(title=title, title_justify="left")
     for c in cols:
         left = c in ("state", "stop_reason", "optimizer", "activation", "schedule", "loss", "init", "monitor", "run_id")
-        table.add_column(c, justify="left" if left else "right", no_wrap=True, overflow="fold" if c == "run_id" else "ellipsis")
+        width = max([len(c), *(len(_fmt(v)) for v in df[c])]) if c in df else len(c)
+        table.add_column(
+            c, justify="left" if left else "right", no_wrap=True, min_width=width if c in ("run_id", "number") else None
+        )
     for _, r in df.iterrows():
         table.add_row(*[_fmt(r[c]) for c in cols])
     return table
@@ -144,8 +153,8 @@ def _table(df: Any, cols: list[str], title: str | None) -> Any:
 def _width(console: Any, df: Any, cols: list[str]) -> int:
     from rich.measure import Measurement
 
-    table = _table(df, [*cols, *(["run_id"] if "run_id" in df else [])], None)
-    return Measurement.get(console, console.options, table).maximum
+    table = _table(df, cols, None)
+    return Measurement.get(console, console.options.update(max_width=1_000_000), table).maximum
 
 
 def _fmt(v: Any) -> str:

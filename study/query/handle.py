@@ -48,7 +48,9 @@ ATTR_COLUMNS = (
     TrialAttr.PRUNED_STEP, TrialAttr.PRUNED_VALUE, TrialAttr.ERROR, TrialAttr.RETRY_OF,
 )  # fmt: skip
 #: Said wherever test metrics are shown.
-TEST_NOTE = "test_loss/test_acc: the held-out test split, measured once with the kept weights; never used to rank, select or prune trials"
+TEST_NOTE = (
+    "test_loss/test_acc: the held-out test split, measured once with the kept weights; never used to rank, select or prune trials"
+)
 
 
 class StudyHandle:

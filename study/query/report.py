@@ -122,7 +122,9 @@ def _depth_width(plt: Any, trials: pd.DataFrame, objective: str) -> tuple[Sectio
     if done.empty or not (_varied(done, "depth") or _varied(done, "width")):
         return Section("Depth vs width", empty="Neither depth nor width varied in this study."), None
     # width has no effect at depth 0 (softmax regression): 0 there
-    width = done["width"].map(lambda w: float(np.mean(w)) if isinstance(w, (list, tuple)) else 0.0 if w is None or pd.isna(w) else float(w))
+    width = done["width"].map(
+        lambda w: float(np.mean(w)) if isinstance(w, (list, tuple)) else 0.0 if w is None or pd.isna(w) else float(w)
+    )
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     pivot = done.assign(mean_width=width.round().astype(int)).pivot_table(
         index="depth", columns="mean_width", values="value", aggfunc="mean"

@@ -172,7 +172,8 @@ def test_file_level_errors(tmp_path: Path, text: str, message: str) -> None:
 
 def test_unknown_names_and_missing_files(tmp_path: Path) -> None:
     with pytest.raises(
-        SpaceError, match=r"unknown search space 'optimisers' \(did you mean 'optimizers'\?\); allowed: a built-in name \(activations, .*optimizers"
+        SpaceError,
+        match=r"unknown search space 'optimisers' \(did you mean 'optimizers'\?\); allowed: a built-in name \(activations, .*optimizers",
     ):
         search_spaces.load("optimisers")
     missing = tmp_path / "nope.yaml"
