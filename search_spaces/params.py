@@ -172,7 +172,8 @@ def parse_param(name: Any, raw: Any, src: str, fields: frozenset[str]) -> Param:
         fail(f"must be a mapping with one of {', '.join(KINDS)}, got {raw!r}")
     kinds = [k for k in KINDS if k in raw]
     if len(kinds) != 1:
-        others = [str(k) for k in raw if k not in COMMON_KEYS and k not in KINDS]
+        options = frozenset().union(*KIND_KEYS.values())
+        others = [str(k) for k in raw if k not in COMMON_KEYS and k not in KINDS and k not in options]
         hint = did_you_mean(others[0], KINDS) if not kinds and len(others) == 1 else ""
         fail(f"needs exactly one of {', '.join(KINDS)}, got {kinds or sorted(raw)}{hint}")
     kind = kinds[0]

@@ -25,6 +25,7 @@ dataset, what is wrong and what is allowed.
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +133,8 @@ def _read_file(path: str, label_column: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"dataset file {path!r} does not exist (a built-in name is one of {', '.join(BUILTIN)})")
     suffix = os.path.splitext(path)[1].lower()
     if suffix == ".npz":
+        if not zipfile.is_zipfile(path):  # np.load would try it as a pickle and say "pickled data"
+            raise DataError(f"{path}: not a readable .npz file (not a zip archive of .npy arrays)")
         try:
             with np.load(path, allow_pickle=False) as z:
                 missing = [k for k in ("X", "y") if k not in z.files]
