@@ -175,6 +175,12 @@ class StudyHandle:
             at = df[["number", epoch]].merge(curves, left_on=["number", epoch], right_on=["trial", "epoch"], how="left")
             df = df.assign(value=at[metric].to_numpy())
         if where:
+            empty = [c for c in TEST_METRICS if re.search(rf"\b{c}\b", where) and not (c in df and df[c].notna().any())]
+            if empty and not df.empty:
+                raise ValueError(
+                    f"where {where!r}: no trial of {self.name!r} has {empty[0]} (its dataset has no test split: "
+                    "set dataset.test, e.g. test: 0.2, to measure one)"
+                )
             try:
                 df = df.query(where)
             except Exception as e:  # pandas raises many kinds for a bad expression

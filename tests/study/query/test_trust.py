@@ -242,3 +242,12 @@ def test_budget_reaches_the_trials_table_and_the_report_sentence(workdir: Path) 
     text = next(s.text for s in rep.sections if s.title == "Depth vs width")
     assert "3 of these 3 trials derive their width from an equal parameter budget (3,000 parameters)" in text
     assert not math.isnan(df["value"].iloc[0])
+
+
+def test_filtering_on_test_metrics_of_a_study_without_a_test_split_says_why(workdir: Path, tiny_spec) -> None:
+    raw = tiny_spec(trials=2)
+    _run(raw)
+    h = study.load("tiny-study", storage=raw["storage"])
+    assert h.trials()["test_acc"].isna().all()
+    with pytest.raises(ValueError, match=r"no trial of 'tiny-study' has test_acc \(its dataset has no test split"):
+        h.best_trials(where="test_acc > 0.5")
