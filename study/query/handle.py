@@ -109,14 +109,14 @@ class StudyHandle:
         return df
 
     def _searched(self, df: pd.DataFrame) -> list[str]:
-        """The fields the search chose in some trial, in `TrainConfig` order: as recorded per
-        trial (user attr ``searched``); for trials that predate it, the fields that differ
-        between trials (the per-trial seed aside)."""
-        recorded = {f for fs in df.get("searched", pd.Series(dtype=object)).dropna() for f in fs}
-        if "searched" in df and df["searched"].notna().all():
+        """The fields the search chose in some trial, in `TrainConfig` order, as recorded per
+        trial (user attr ``searched``); for a study launched before that was recorded, the
+        fields that differ between trials (the per-trial seed aside)."""
+        column = df["searched"] if "searched" in df else pd.Series(dtype=object)
+        recorded = {f for fs in column.dropna() for f in fs}
+        if column.notna().any():
             return [f for f in FIELDS if f in recorded]
-        varied = {f for f in FIELDS if f != "seed" and f in df and df[f].dropna().astype(str).nunique() > 1}
-        return [f for f in FIELDS if f in recorded | varied]
+        return [f for f in FIELDS if f != "seed" and f in df and df[f].dropna().astype(str).nunique() > 1]
 
     def _value_columns(self) -> list[str]:
         return ["value"] if len(self.objectives) == 1 else [f"value_{i}" for i in range(len(self.objectives))]
