@@ -143,7 +143,8 @@ def iter_train(
 ) -> Generator[EpochRecord, None, TrainResult]:
     """Train `config` on `data`, yielding an `EpochRecord` after every epoch.
 
-    Mini-batches are reshuffled every epoch from a generator seeded by ``config.seed``;
+    Mini-batches are reshuffled every epoch (``config.shuffle``; else one fixed order) from a
+    generator seeded by ``config.seed``;
     same config, data and seed give a bit-identical history on the same backend.
     `init_params` (a list aligned with ``MLP.params``; a state dict for a user model)
     overrides the initial weights. `model` (with ``backend="torch"``) trains a user's module
@@ -162,10 +163,11 @@ def iter_train(
         best_epoch, since_best, snap = 0, 0, None
         reason = "completed"
         n_train = len(data.y_train)
+        fixed_order = None if config.shuffle else shuffle.permutation(n_train)
         for epoch in range(1, config.epochs + 1):
             t0 = time.perf_counter()
             lr = plateau.lr(epoch)
-            order = shuffle.permutation(n_train)
+            order = shuffle.permutation(n_train) if fixed_order is None else fixed_order
             batch_loss, finite, grad_norm = net.fit_epoch(order, lr)
             finite = finite and net.finite_params()
             tr_loss, tr_acc, _ = net.evaluate("train")

@@ -130,6 +130,10 @@ class TorchBackend:
         threads: int | None = None,
     ) -> None:
         _set_threads(threads)
+        if config.dropout_eval != "scale":
+            raise ValueError(
+                f"dropout_eval {config.dropout_eval!r} is implemented by the numpy backend only; use 'scale' with torch"
+            )
         self.config = config
         self.device = resolve_device(device)
         self.dtype = dtype
