@@ -246,7 +246,11 @@ APPLIES: dict[str, Callable[[TrainConfig], bool]] = {
     "activation": lambda c: c.depth > 0 or c.init == "auto",  # auto init follows the activation
     "maxout_pieces": lambda c: c.depth > 0 and c.activation == "maxout",
     "leaky_slope": lambda c: c.depth > 0 and c.activation == "leaky_relu",
-    "dropout": lambda c: c.depth > 0,  # hidden units only
+    # hidden units only; at depth 0 a dropout > 0 still switches Monte-Carlo evaluation on
+    # (K identical outputs averaged: equal up to rounding, but not bit-identical)
+    "dropout": lambda c: c.depth > 0 or c.dropout_eval == "mc",
+    "dropout_eval": lambda c: c.dropout > 0 or c.input_dropout > 0,
+    "mc_samples": lambda c: c.dropout_eval == "mc" and (c.dropout > 0 or c.input_dropout > 0),
     "momentum": lambda c: c.optimizer in ("momentum", "nesterov"),
     "beta1": lambda c: c.optimizer in ("adam", "adamw"),
     "beta2": lambda c: c.optimizer in ("adam", "adamw"),

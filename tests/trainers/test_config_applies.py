@@ -17,6 +17,8 @@ VALUES = {
     "maxout_pieces": (2, 4),
     "leaky_slope": (0.01, 0.5),
     "dropout": (0.0, 0.5),
+    "dropout_eval": ("scale", "mc"),
+    "mc_samples": (2, 5),
     "momentum": (0.0, 0.9),
     "beta1": (0.5, 0.9),
     "beta2": (0.9, 0.999),
@@ -34,6 +36,7 @@ CASES = (
     + [{"schedule": s, "optimizer": "sgd"} for s in SCHEDULES]
     + [{"activation": a} for a in ("relu", "leaky_relu", "maxout", "tanh")]
     + [{"depth": 0, "init": "he"}, {"depth": 0, "init": "auto"}, {"warmup_epochs": 1}]
+    + [{"dropout_eval": "mc"}, {"dropout": 0.3}, {"depth": 0, "dropout": 0.3, "dropout_eval": "mc"}]
 )
 
 
@@ -71,6 +74,9 @@ EFFECTS = [
     ({"activation": "maxout"}, "maxout_pieces"),
     ({"activation": "leaky_relu"}, "leaky_slope"),
     ({"depth": 1}, "dropout"),
+    ({"dropout": 0.3}, "dropout_eval"),
+    ({"input_dropout": 0.3, "depth": 0}, "dropout_eval"),
+    ({"dropout": 0.3, "dropout_eval": "mc"}, "mc_samples"),
     ({"optimizer": "momentum"}, "momentum"),
     ({"optimizer": "nesterov"}, "momentum"),
     ({"optimizer": "adam"}, "beta1"),
