@@ -1,15 +1,19 @@
 """`Space`: what every search space offers, whether declared in YAML or written in Python.
 
 ``space.suggest(trial)`` draws one configuration from an Optuna trial and returns it as a
-validated `TrainConfig`; it also records the network's parameter count as the trial's
-``n_params`` user attribute. ``overrides`` (a study spec's ``fixed:``) win over the space:
-an overridden field is no longer sampled.
+validated `TrainConfig`; it also records on the trial, as user attributes, the network's
+parameter count (``n_params``), the `TrainConfig` fields the search chose in this trial
+(``searched``: a sorted list; every other field was fixed by the space, the spec or the
+default) and, for a width derived from a parameter budget, the budget
+(``n_params_budget``). ``overrides`` (a study spec's ``fixed:``) win over the space: an
+overridden field is no longer sampled.
 
 What a space configures is its `target` (`TARGETS`): the built-in MLP (every name is a
 `TrainConfig` field), a user's ``model`` (TrainConfig fields configure training; any other
 name is a hyperparameter of the user's model factory) or a user's ``trainer`` function (every
 name is the user's; nothing is checked against TrainConfig). ``space.draw(trial)`` returns
-both parts (`Draw`).
+both parts (`Draw`); for the user's code ``searched`` lists the user's names the search chose
+too, and ``n_params`` (the MLP's count) is not recorded.
 """
 
 from __future__ import annotations
@@ -22,8 +26,13 @@ from typing import Any
 
 from search_spaces.budget import count_params
 from search_spaces.checks import FIELDS
-from search_spaces.errors import SpaceError
+from search_spaces.errors import SpaceError, did_you_mean
 from trainers.config import TrainConfig
+
+#: Trial user attributes a space records (the study's record schema reads them by these names).
+N_PARAMS_ATTR = "n_params"
+SEARCHED_ATTR = "searched"
+BUDGET_ATTR = "n_params_budget"
 
 #: Inputs and classes assumed when `suggest` is not told the dataset's (those of ``digits``).
 DEFAULT_N_INPUTS = 64
@@ -105,8 +114,9 @@ class Space(ABC):
         space = self._overridden(overrides) if overrides else self
         n_in = _positive("n_inputs", DEFAULT_N_INPUTS if n_inputs is None else n_inputs)
         n_cls = _positive("n_classes", DEFAULT_N_CLASSES if n_classes is None else n_classes)
-        values = space._sample(trial, n_in, n_cls)
+        values, searched = space._sample(trial, n_in, n_cls)
         if self.target == "trainer":
+            trial.set_user_attr(SEARCHED_ATTR, sorted(searched))
             return Draw(None, dict(values))
         own = {k: v for k, v in values.items() if k not in FIELDS}
         fields = {k: v for k, v in values.items() if k in FIELDS}
@@ -118,7 +128,8 @@ class Space(ABC):
             ) from e
         if self.target == "mlp":
             pieces = config.maxout_pieces if config.activation == "maxout" else 1
-            trial.set_user_attr("n_params", count_params(config.widths, n_in, n_cls, pieces))
+            trial.set_user_attr(N_PARAMS_ATTR, count_params(config.widths, n_in, n_cls, pieces))
+        trial.set_user_attr(SEARCHED_ATTR, sorted(searched))
         return Draw(config, own)
 
     def with_fixed(self, overrides: Mapping[str, Any]) -> Space:
@@ -126,8 +137,9 @@ class Space(ABC):
         overrides = dict(overrides)
         unknown = sorted(set(overrides) - FIELDS) if self.target == "mlp" else []
         if unknown:
+            hint = did_you_mean(str(unknown[0]), FIELDS) if len(unknown) == 1 else ""
             raise SpaceError(
-                f"{self.source}: override(s) {unknown} are not TrainConfig fields; allowed: {', '.join(sorted(FIELDS))} "
+                f"{self.source}: override(s) {unknown} are not TrainConfig fields{hint}; allowed: {', '.join(sorted(FIELDS))} "
                 "(names of your own need `model:` or `trainer:` in the spec)"
             )
         return self._with_fixed(overrides)
@@ -142,8 +154,9 @@ class Space(ABC):
     def _with_fixed(self, overrides: dict[str, Any]) -> Space: ...
 
     @abstractmethod
-    def _sample(self, trial: Any, n_inputs: int, n_classes: int) -> dict[str, Any]:
-        """TrainConfig keyword arguments for one trial."""
+    def _sample(self, trial: Any, n_inputs: int, n_classes: int) -> tuple[dict[str, Any], set[str]]:
+        """TrainConfig keyword arguments for one trial, and the fields among them that the
+        search chose (not fixed)."""
 
     @abstractmethod
     def describe(self) -> str:

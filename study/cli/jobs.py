@@ -134,7 +134,6 @@ def job_spec(spec_path: str, overrides: dict[str, Any]) -> tuple[str, dict[str, 
     data = spec.model_dump(mode="json")
     data["storage"] = None  # travels as HPSTUDY_STORAGE, not in the spec text
     data["tracking_uri"] = None
-    data["base_dir"] = None  # the job's copy of the spec's folder, where the spec file is written
     data = {k: v for k, v in data.items() if v is not None}
     return yaml.safe_dump(data, sort_keys=False), {STORAGE_ENV: storage, TRACKING_ENV: uri}
 
@@ -233,7 +232,7 @@ def add_commands(sub: Any) -> None:
     )
     submit_cmd.set_defaults(func=submit_command)
     logs = sub.add_parser("logs", help="the output of a study submitted as a Ray Job")
-    logs.add_argument("job_id")
+    logs.add_argument("job_id", help="the Ray job id `study submit` printed")
     logs.add_argument("--address", help=ADDRESS_HELP)
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
     logs.set_defaults(func=logs_command)

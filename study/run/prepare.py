@@ -11,7 +11,7 @@ experiment and start Ray.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from study.record import CodeRecord
 from study.run.samplers import make_pruner, make_sampler
 from study.run.usercheck import check_code
 from study.spec import SpecError, StudySpec
-from study.stores.uris import check_storage, check_tracking
+from study.stores.uris import check_storage, check_tracking, from_env
 from trainers import Dataset
 
 
@@ -40,9 +40,9 @@ class Prepared:
 
 def prepare(spec: StudySpec) -> Prepared:
     """Every check that bad input can fail, before anything is created. Raises SpecError."""
-    url = check_storage(spec.storage)
-    check_tracking(spec.tracking_uri)
-    space = load_space(spec.space, spec.target, spec.base_dir)
+    url = _checked(spec, "storage", lambda: check_storage(spec.storage))
+    _checked(spec, "tracking_uri", lambda: check_tracking(spec.tracking_uri))
+    space = load_space(spec.space, spec.base_dir, spec.target)
     data = spec.dataset.load(spec.base_dir)
     make_sampler(spec)
     make_pruner(spec)
@@ -51,19 +51,27 @@ def prepare(spec: StudySpec) -> Prepared:
     return Prepared(spec, url, space, data, code)
 
 
-def load_space(name: str | dict[str, Any], target: str = "mlp", base_dir: str | None = None) -> Space:
-    """The search space `name` (built-in, YAML file, module:function, or a mapping written
-    in the spec) for `target` (``mlp``, ``model``, ``trainer``); a relative YAML path is
-    looked for in `base_dir` (the spec's folder) first. SpecError if bad."""
+def _checked(spec: StudySpec, field: str, check: Callable[[], str]) -> str:
+    """`check()`; its SpecError says so when the field's value came from the environment."""
+    try:
+        return check()
+    except SpecError as e:
+        var = spec.env_var(field)
+        if var is not None:
+            raise from_env(var, e) from None
+        raise
+
+
+def load_space(name: str | dict[str, Any], base_dir: str | None = None, target: str = "mlp") -> Space:
+    """The search space `name` (built-in, YAML file or module:function; relative ones looked
+    for in `base_dir` first, the spec file's folder; or a mapping written in the spec) for
+    `target` (``mlp``, ``model``, ``trainer``); SpecError if bad."""
     import search_spaces
 
     try:
         if isinstance(name, dict):
             return search_spaces.parse(name, "field space (inline)", target, inline=True)
-        if base_dir and name.endswith((".yaml", ".yml")) and not os.path.isabs(name):
-            beside = os.path.join(base_dir, os.path.expanduser(name))
-            name = beside if os.path.isfile(beside) else name
-        return search_spaces.load(name, target)
+        return search_spaces.load(name, base_dir, target)
     except search_spaces.SpaceError as e:
         raise SpecError(f"field space: {e}") from None
     except (ImportError, AttributeError, OSError, ValueError) as e:

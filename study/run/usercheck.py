@@ -12,13 +12,15 @@ raised, its type, message and line.
 
 from __future__ import annotations
 
+import os
+
 from search_spaces import Draw, Space
 from study.record import CodeRecord
 from study.run.samplers import trial_seed
 from study.spec import SpecError, StudySpec
 from trainers import Dataset
 from trainers.config import MLP_FIELDS, field_names
-from trainers.user_code import UserCode, UserCodeError, load
+from trainers.user_code import UserCode, UserCodeError, is_file_ref, load, split_ref
 
 FIELDS = frozenset(field_names())
 NAMED_NORMS = ("grad_norm.", "weight_norm.")
@@ -29,15 +31,26 @@ def check_code(spec: StudySpec, space: Space, data: Dataset, drawn: Draw) -> Cod
     if spec.code is None:
         raise ValueError("the spec names no model or trainer")
     role, ref = spec.code
+    base = _base(spec, ref, role)
     try:
-        code = load(ref, spec.base_dir, role=role)
+        code = load(ref, base, role=role)
         if role == "model":
-            _check_model(spec, space, data, drawn, code)
+            _check_model(spec, space, data, drawn, code, base)
         else:
-            _check_trainer(spec, data, drawn, code)
+            _check_trainer(spec, data, drawn, code, base)
     except UserCodeError as e:
         raise SpecError(f"field {role}: {str(e).removeprefix(role + ' ')}") from None
     return CodeRecord(role, ref, code.path, code.sha256)
+
+
+def _base(spec: StudySpec, ref: str, role: str) -> str | None:
+    """Where a relative file reference resolves: the spec's folder, else the working folder
+    when only it has the file (as for the spec's other paths)."""
+    target, _ = split_ref(ref, role)
+    base = spec.base_dir
+    if base is None or not is_file_ref(target) or os.path.isabs(target) or os.path.exists(os.path.join(base, target)):
+        return base
+    return os.getcwd() if os.path.exists(target) else base
 
 
 def set_names(space: Space, spec: StudySpec, drawn: Draw) -> set[str]:
@@ -48,7 +61,7 @@ def set_names(space: Space, spec: StudySpec, drawn: Draw) -> set[str]:
     return names | set(drawn.params)
 
 
-def _check_model(spec: StudySpec, space: Space, data: Dataset, drawn: Draw, code: UserCode) -> None:
+def _check_model(spec: StudySpec, space: Space, data: Dataset, drawn: Draw, code: UserCode, base: str | None) -> None:
     from trainers.torch_module import check_config
     from trainers.user_model import check_model, check_params, takes_dropout
 
@@ -68,7 +81,7 @@ def _check_model(spec: StudySpec, space: Space, data: Dataset, drawn: Draw, code
     own = sorted(names - FIELDS)
     check_params(code.func, dict.fromkeys(own), code.where, dropout=takes_dropout(code.func))
     info = check_model(
-        code.ref, data.n_features, data.n_classes, drawn.params, base_dir=spec.base_dir, dropout=drawn.config.dropout
+        code.ref, data.n_features, data.n_classes, drawn.params, base_dir=base, dropout=drawn.config.dropout
     )
     for i, obj in enumerate(spec.all_objectives):
         if obj.metric.startswith(NAMED_NORMS) and obj.metric.split(".", 1)[1] not in info.param_names:
@@ -79,12 +92,12 @@ def _check_model(spec: StudySpec, space: Space, data: Dataset, drawn: Draw, code
             )
 
 
-def _check_trainer(spec: StudySpec, data: Dataset, drawn: Draw, code: UserCode) -> None:
+def _check_trainer(spec: StudySpec, data: Dataset, drawn: Draw, code: UserCode, base: str | None) -> None:
     from trainers.user_trainer import check_trial
 
     params = dict(drawn.params)
     params.setdefault("seed", trial_seed(spec.seed, 0))
-    metrics = check_trial(code.ref, params, data, objective=spec.all_objectives[0].metric, base_dir=spec.base_dir)
+    metrics = check_trial(code.ref, params, data, objective=spec.all_objectives[0].metric, base_dir=base)
     missing = [o.metric for o in spec.all_objectives if o.metric not in metrics]
     if missing:
         raise SpecError(
