@@ -22,6 +22,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+import study
 from study.record import TrialRecord
 from study.run import launch as launching
 from study.run.prepare import prepare
@@ -156,6 +157,11 @@ def test_user_model_study_trains_the_users_module(ray_address: str, workdir: Pat
     assert len(set(drawn)) == 4
     code = result.study.user_attrs["hpstudy.code"]
     assert code["role"] == "model" and code["path"] == str(folder / "usermodel.py")
+    # queries show the user's model: its parameter as a searched column, none of the MLP's fields
+    best = study.load("um", storage=f"journal:{workdir / 'optuna.journal'}").best_trials(k=4)
+    assert best.attrs["searched"] == ["lr", "dropout", "hidden"]
+    assert list(best["hidden"]) == [t.params["hidden"] for t in sorted(trials, key=lambda t: t.values[0])]
+    assert not {"depth", "width", "activation"} & set(best.columns) and best["test_acc"].isna().all()  # no test split
 
 
 def test_user_trainer_study_prunes_fails_and_diverges_per_trial(ray_address: str, workdir: Path) -> None:
