@@ -80,9 +80,7 @@ def _check_model(spec: StudySpec, space: Space, data: Dataset, drawn: Draw, code
         raise SpecError(f"field space: {e}") from None
     own = sorted(names - FIELDS)
     check_params(code.func, dict.fromkeys(own), code.where, dropout=takes_dropout(code.func))
-    info = check_model(
-        code.ref, data.n_features, data.n_classes, drawn.params, base_dir=base, dropout=drawn.config.dropout
-    )
+    info = check_model(code.ref, data.n_features, data.n_classes, drawn.params, base_dir=base, dropout=drawn.config.dropout)
     for i, obj in enumerate(spec.all_objectives):
         if obj.metric.startswith(NAMED_NORMS) and obj.metric.split(".", 1)[1] not in info.param_names:
             field = "objective.metric" if not spec.is_multi_objective else f"objectives.{i}.metric"
