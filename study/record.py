@@ -95,6 +95,8 @@ class Tag:
     SYNCED = "hpstudy.synced"  # "true": written by a reconciliation from Optuna, not live
     INCOMPLETE = "hpstudy.incomplete"  # "true": some writes of this run were lost; repair it
     RESUMED_AT = "resumed_at"
+    EXPERIMENT_KIND = "mlflow.experimentKind"  # on the experiment: the MLflow UI opens its runs view
+    KIND_TRAINING = "custom_model_development"  # its value for a study (not a GenAI experiment)
 
 
 #: Optuna trial user attrs copied to the MLflow run's tags.
@@ -290,7 +292,7 @@ def config_to_json(config: TrainConfig) -> dict[str, Any]:
 
 # -- the stored spec -----------------------------------------------------------------------------
 #: Fields that may differ between a launch and the study already stored under its name.
-RUN_FIELDS = ("trials", "concurrency", "storage", "tracking_uri")
+RUN_FIELDS = ("trials", "concurrency", "storage", "tracking_uri", "time_budget")
 
 
 def stored_spec(attrs: dict[str, Any]) -> dict[str, Any] | None:

@@ -54,6 +54,11 @@ class Backend(Protocol):
         """Whether every parameter is finite (divergence check)."""
         ...
 
+    def weights(self) -> list[np.ndarray]:
+        """Copies of the parameters as NumPy arrays, ``[W0, b0, W1, b1, ...]`` as in
+        ``MLP.params`` (``W_i`` of shape (inputs, outputs): ``z = x @ W_i + b_i``)."""
+        ...
+
 
 def make_backend(
     config: TrainConfig, data: Dataset, backend: str = "numpy", device: str = "cpu", init_params: Any = None

@@ -74,6 +74,7 @@ class TrainResult:
     final: dict[str, float] = field(default_factory=dict)  # metrics of the weights kept
     test_loss: float | None = None
     test_acc: float | None = None
+    weights: list[np.ndarray] | None = None  # the weights kept, [W0, b0, W1, b1, ...] (keep_weights=True)
 
     @property
     def best(self) -> EpochRecord | None:
@@ -105,12 +106,15 @@ def iter_train(
     should_stop: Callable[[EpochRecord], bool] | None = None,
     init_params: Any = None,
     threads: int | None = None,
+    keep_weights: bool = False,
 ) -> Generator[EpochRecord, None, TrainResult]:
     """Train `config` on `data`, yielding an `EpochRecord` after every epoch.
 
     Mini-batches are reshuffled every epoch from a generator seeded by ``config.seed``;
     same config, data and seed give a bit-identical history on the same backend.
-    `init_params` (a list aligned with ``MLP.params``) overrides the initial weights."""
+    `init_params` (a list aligned with ``MLP.params``) overrides the initial weights;
+    ``keep_weights=True`` returns the weights kept (``TrainResult.weights``, the same list) so
+    that a run can be reused: ``iter_train(config, data, init_params=result.weights)``."""
     with blas_threads(threads), np.errstate(all="ignore"):
         model = make_backend(config, data, backend, device, init_params)
         shuffle = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(2,)))
@@ -165,6 +169,8 @@ def iter_train(
         }
         if len(data.y_test) and (reason != "diverged" or snap is not None):
             result.test_loss, result.test_acc, _ = model.evaluate("test")
+        if keep_weights:
+            result.weights = model.weights()
         return result
 
 

@@ -307,3 +307,6 @@ class TorchBackend:
     def numpy_params(self) -> list[np.ndarray]:
         """Copies of the parameters as NumPy arrays, aligned with ``MLP.params``."""
         return [p.detach().cpu().numpy().copy() for p in self.params]
+
+    def weights(self) -> list[np.ndarray]:
+        return self.numpy_params()

@@ -78,3 +78,6 @@ class NumpyBackend:
 
     def finite_params(self) -> bool:
         return bool(np.isfinite(self.net.flat).all())
+
+    def weights(self) -> list[np.ndarray]:
+        return [p.copy() for p in self.net.params]

@@ -42,30 +42,48 @@ class FakeTracker:
         self.epochs: dict[int, list[int]] = {}
         self.ended: dict[int, tuple[str, str, dict[str, str], dict[str, float]]] = {}
         self.progress: list[tuple[dict[str, float], int]] = []
+        self.files: dict[int, dict[str, bytes]] = {}
+        self.times: dict[int, list[float]] = {}  # start, each epoch, end
 
-    def start_study(self, name: str, spec: dict[str, Any], parent_run_id: str | None, uid: str, live: bool = True) -> None:
+    def start_study(
+        self, name: str, spec: dict[str, Any], parent_run_id: str | None, uid: str, live: bool = True, start_time: float | None = None
+    ) -> None:
         self.calls.append(("start_study", name))
 
-    def study_progress(self, metrics: dict[str, float], step: int) -> None:
+    def study_progress(self, metrics: dict[str, float], step: int, at: float | None = None) -> None:
         self.progress.append((metrics, step))
 
-    def end_study(self, status: str, summary: dict[str, float] | None, step: int) -> int:
+    def end_study(self, status: str, summary: dict[str, float] | None, step: int, end_time: float | None = None) -> int:
         self.calls.append(("end_study", status))
         return 0
 
-    def start_trial(self, number: int, params: dict[str, Any], tags: dict[str, str]) -> None:
+    def start_trial(self, number: int, params: dict[str, Any], tags: dict[str, str], start_time: float | None = None) -> None:
         self.calls.append(("start_trial", number, params, tags))
         self.epochs[number] = []
+        self.times[number] = [start_time or 0.0]
 
     def tag_trial(self, number: int, tags: dict[str, str]) -> None:
         self.calls.append(("tag_trial", number, tags))
 
-    def log_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
+    def log_epoch(self, number: int, epoch: int, metrics: dict[str, float], at: float | None = None) -> None:
         self.epochs[number].append(epoch)
+        self.times[number].append(at or 0.0)
 
-    def end_trial(self, number: int, state: str, status: str, tags: dict[str, str], summary: dict[str, float]) -> None:
+    def log_file(self, number: int, path: str, data: bytes) -> None:
+        self.files.setdefault(number, {})[path] = data
+
+    def end_trial(
+        self,
+        number: int,
+        state: str,
+        status: str,
+        tags: dict[str, str],
+        summary: dict[str, float],
+        end_time: float | None = None,
+    ) -> None:
         self.calls.append(("end_trial", number))
         self.ended[number] = (state, status, tags, summary)
+        self.times[number].append(end_time or 0.0)
 
     def maybe_flush(self) -> None: ...
 
@@ -77,7 +95,7 @@ class FakeTracker:
     def repair_trial(self, record: TrialRecord, metric: str | None, run: RunInfo | None) -> int:
         return 0
 
-    def close_parent(self, status: str, summary: dict[str, float], step: int) -> bool:
+    def close_parent(self, status: str, summary: dict[str, float], step: int, end_time: float | None = None) -> bool:
         return False
 
     def close(self) -> None: ...
