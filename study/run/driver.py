@@ -141,6 +141,7 @@ class Driver:
         self.deadline = None if self.spec.time_budget is None else self.started + self.spec.time_budget
         self.budget_reached = False  # the time budget kept a trial from starting
         self.finished_here = 0
+        self.ended_at: float | None = None
         self.stop_requested = False
         self.interrupted = False
         self._metric = self.spec.all_objectives[0].metric
@@ -163,6 +164,7 @@ class Driver:
                 self._tick()
             if self.stop_requested:
                 self._interrupt()
+        self.ended_at = time.time()  # the study's end, whenever the writer catches up
         self.tracker.flush()
         return not self.interrupted
 

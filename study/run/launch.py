@@ -237,7 +237,7 @@ def _drive(
         finished = driver.run()
         tally.load()  # the final figures, every driver's trials included
         status = "FINISHED" if finished else "KILLED"
-        ended = time.time()
+        ended = driver.ended_at or time.time()
         lost = tracker.end_study(status, tally.metrics(), tally.finished, ended)
         result = RunResult(study, finished, driver, tally, budget_reached=driver.budget_reached, mlflow_lost=lost)
         if lost:

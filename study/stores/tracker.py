@@ -125,16 +125,32 @@ class Tracker(Protocol):
     def close(self) -> None: ...
 
 
-def quiet_mlflow() -> None:
+def quiet_mlflow(on_retry: Callable[[str], None] | None = None) -> None:
     """MLflow's, alembic's and SQLAlchemy's loggers at WARNING (after importing mlflow, which
-    sets its own logger's level); MLflow's store logs a traceback for every database error,
-    which the caller handles (retries, or reports in one line): that logger is off. No "View
-    run ... at" lines on stdout for runs on a server."""
+    sets its own logger's level). MLflow's database layer logs a traceback for every database
+    error, which the caller handles (retries, or reports in one line), and retries opening a
+    locked database on its own: its records go to `on_retry` (one line) instead of the
+    terminal. No "View run ... at" lines on stdout for runs on a server."""
     for name in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    for name in ("mlflow.store.db.utils", "urllib3.connectionpool"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.CRITICAL)
+    db = logging.getLogger("mlflow.store.db.utils")
+    db.propagate = False
+    db.handlers = [_Retries(on_retry)]
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+
+
+class _Retries(logging.Handler):
+    """MLflow's own retries of a database it cannot open, as one-line reasons."""
+
+    def __init__(self, on_retry: Callable[[str], None] | None) -> None:
+        super().__init__(logging.WARNING)
+        self.on_retry = on_retry
+
+    def emit(self, record: logging.LogRecord) -> None:
+        errors = [a for a in record.args or () if isinstance(a, BaseException)] if isinstance(record.args, tuple) else []
+        if self.on_retry is not None and errors and "retried" in record.getMessage():
+            self.on_retry(describe(errors[0]))
 
 
 #: MLflow error codes of failures that may pass: retried.
@@ -152,12 +168,15 @@ def transient(e: BaseException) -> bool:
 
 
 def describe(e: BaseException) -> str:
-    """The first line of an error, for a one-line message."""
-    text = str(e).strip()
-    for line in text.splitlines():
-        if line.strip() and not line.startswith("("):
+    """An error in one line: the first line of its root cause (``database is locked``, not
+    the SQL statement MLflow's wrapper adds)."""
+    root = e
+    while root.__cause__ is not None:
+        root = root.__cause__
+    for line in str(root).strip().splitlines():
+        if line.strip():
             return line.strip()[:300]
-    return type(e).__name__
+    return type(root).__name__
 
 
 class RetryingClient:
@@ -256,7 +275,7 @@ class MlflowTracker:
     ) -> None:
         from mlflow.tracking import MlflowClient
 
-        quiet_mlflow()
+        quiet_mlflow(on_retry)
         self.uri = uri
         self.client: Any = RetryingClient(MlflowClient(tracking_uri=uri), retry_seconds, on_retry, probe)
         self.flush_seconds = flush_seconds

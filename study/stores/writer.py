@@ -84,7 +84,10 @@ def _sqlite_pragmas() -> None:
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
         if type(dbapi_conn).__module__.startswith("sqlite3"):
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            try:
+                cur.execute("PRAGMA journal_mode=WAL")
+            except dbapi_conn.OperationalError:
+                pass  # the database is locked by another process: WAL on a later connection
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
@@ -204,6 +207,8 @@ def _serve(inbox: Connection, outbox: Connection) -> None:
     calls lost; an error of a reconciliation call is sent back as an error."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _, (uri, flush_seconds, retry_seconds) = inbox.recv()
+    calls: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | None] = queue.SimpleQueue()
+    threading.Thread(target=_read, args=(inbox, calls), daemon=True).start()  # the driver never waits for us
     warned: set[str] = set()
 
     def warn(kind: str, text: str) -> None:
@@ -229,8 +234,6 @@ def _serve(inbox: Connection, outbox: Connection) -> None:
     except Exception as e:  # noqa: BLE001 - the driver sees this process end
         warn("open", f"cannot open the MLflow tracking store {mask(uri)} ({describe(e)})")
         return
-    calls: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | None] = queue.SimpleQueue()
-    threading.Thread(target=_read, args=(inbox, calls), daemon=True).start()
     while True:
         try:
             msg = calls.get(timeout=max(0.0, flush_seconds - (time.monotonic() - tracker.last_flush)))
