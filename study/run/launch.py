@@ -19,6 +19,7 @@ import os
 import shutil
 import sys
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -327,3 +328,15 @@ def launch(
     if warning:
         say(warning)
     return run_study(prep, executor=ray_executor(address), listener=listener, say=say)
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as `launch`: ``from study.run import launch`` gives the module
+    once Python has imported it under that name (a submodule shadows the package's lazy
+    attribute), so ``launch(spec)`` works either way."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> RunResult:
+        return launch(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
