@@ -140,6 +140,7 @@ class Driver:
         self.started = time.monotonic()
         self.deadline = None if self.spec.time_budget is None else self.started + self.spec.time_budget
         self.budget_reached = False  # the time budget kept a trial from starting
+        self.best_file: tuple[int, str, bytes] | None = None  # the study's best trial's weights, when this driver ran it
         self.finished_here = 0
         self.ended_at: float | None = None
         self.stop_requested = False
@@ -264,7 +265,8 @@ class Driver:
         if outcome.message:
             tags[TrialAttr.ERROR] = outcome.message
         if end is not None and end.weights is not None and self.tally.improves(outcome):
-            self.tracker.log_file(r.number, f"weights/{end.weights_file}", end.weights)
+            self.best_file = (r.number, f"weights/{end.weights_file}", end.weights)
+            self.tracker.log_file(*self.best_file)
         self.tracker.end_trial(r.number, outcome.state.name, outcome.mlflow_status, tags, metrics, end_time=now)
         counted = self.decisions.finish(r.asked, outcome)
         self.tally.add(r.number, outcome, counted)

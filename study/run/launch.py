@@ -48,8 +48,9 @@ ExecutorFactory = Callable[[Prepared], tuple[Executor, Callable[[], None]]]
 class RunResult:
     """What `run_study` did: the study, whether it finished (False: interrupted), the driver,
     the study's figures at the end (`tally`), whether the time budget stopped it, and what
-    MLflow missed: writes lost during the study (`mlflow_lost`), runs filled in from Optuna
-    at the end (`mlflow_repaired`), and whether MLflow now has every trial."""
+    MLflow missed: writes lost during the study (`mlflow_lost`, a lower bound: a writer
+    process that died counts one, whatever it had not written yet), runs filled in from
+    Optuna at the end (`mlflow_repaired`), and whether MLflow now has every trial."""
 
     study: optuna.Study
     finished: bool
@@ -265,17 +266,21 @@ def _repair_at_end(
         last = beats(study.user_attrs)
         repaired = repair_tracking(study, spec, tracker, lambda r: lease.owns(r, last))
         tracker.close_parent(status, tally.metrics(), tally.finished, ended)  # if closing it was lost too
+        best = result.driver.best_file
+        run = tracker.trial_runs().get(best[0]) if best is not None else None
+        if best is not None and run is not None:  # the weights file may have been lost too: Optuna cannot restore it
+            tracker.log_file(*best, run_id=run.run_id)
     except TrackingFailure as e:
         result.mlflow_complete = False
         say(
-            f"MLflow ({mask(spec.tracking_uri)}) missed {result.mlflow_lost} write(s) during the study and cannot be "
-            f"repaired now ({e}); Optuna has every result. Once MLflow works, fill it in with: {study_command()} sync {spec.name}"
+            f"MLflow ({mask(spec.tracking_uri)}) missed writes during the study and cannot be repaired now ({e}); "
+            f"Optuna has every result. Once MLflow works, fill it in with: {study_command()} sync {spec.name}"
         )
         return
     result.mlflow_repaired = len(repaired.created) + len(repaired.fixed)
     say(
-        f"MLflow missed {result.mlflow_lost} write(s) during the study; filled in from Optuna: {result.mlflow_repaired} "
-        "run(s) (an epoch MLflow missed has the objective metric only; such runs are tagged hpstudy.synced)"
+        f"MLflow missed writes during the study; filled in from Optuna: {result.mlflow_repaired} run(s) "
+        "(an epoch MLflow missed has the objective metric only; such runs are tagged hpstudy.synced)"
     )
 
 

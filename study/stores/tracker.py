@@ -91,8 +91,9 @@ class Tracker(Protocol):
 
     def log_epoch(self, number: int, epoch: int, metrics: dict[str, float], at: float | None = None) -> None: ...
 
-    def log_file(self, number: int, path: str, data: bytes) -> None:
-        """A file of a running trial's run, as the artifact `path` (``folder/name``)."""
+    def log_file(self, number: int, path: str, data: bytes, run_id: str | None = None) -> None:
+        """A file of running trial `number`'s run (or of the run `run_id`), as the artifact
+        `path` (``folder/name``)."""
         ...
 
     def end_trial(
@@ -381,14 +382,15 @@ class MlflowTracker:
     def log_epoch(self, number: int, epoch: int, metrics: dict[str, float], at: float | None = None) -> None:
         self._queue_metrics(self.runs[number], metrics, epoch, _ms_at(at))
 
-    def log_file(self, number: int, path: str, data: bytes) -> None:
-        """`data` as the artifact `path` of trial `number`'s run (through a temporary file)."""
+    def log_file(self, number: int, path: str, data: bytes, run_id: str | None = None) -> None:
+        """`data` as the artifact `path` of trial `number`'s run, or of the run `run_id`
+        (through a temporary file)."""
         folder, _, name = path.rpartition("/")
         with tempfile.TemporaryDirectory(prefix="hpstudy-") as tmp:
             local = os.path.join(tmp, name)
             with open(local, "wb") as f:
                 f.write(data)
-            self.client.log_artifact(self.runs[number], local, folder or None)
+            self.client.log_artifact(run_id or self.runs[number], local, folder or None)
 
     def end_trial(
         self,

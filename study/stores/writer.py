@@ -471,8 +471,8 @@ class TrackerProcess:
     def log_epoch(self, number: int, epoch: int, metrics: dict[str, float], at: float | None = None) -> None:
         self._call("log_epoch", number, epoch, metrics, at)
 
-    def log_file(self, number: int, path: str, data: bytes) -> None:
-        self._call("log_file", number, path, data)
+    def log_file(self, number: int, path: str, data: bytes, run_id: str | None = None) -> None:
+        self._call("log_file", number, path, data, run_id)
 
     def end_trial(
         self,

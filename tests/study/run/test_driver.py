@@ -77,7 +77,7 @@ class FakeTracker:
         self.epochs[number].append(epoch)
         self.times[number].append(at or 0.0)
 
-    def log_file(self, number: int, path: str, data: bytes) -> None:
+    def log_file(self, number: int, path: str, data: bytes, run_id: str | None = None) -> None:
         self.files.setdefault(number, {})[path] = data
 
     def end_trial(

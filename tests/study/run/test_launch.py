@@ -430,16 +430,18 @@ def test_a_killed_writer_is_replaced_and_mlflow_repaired_at_the_end(
     workdir: Path, tiny_spec: Any, capfd: pytest.CaptureFixture[str]
 ) -> None:
     said: list[str] = []
-    fn = slow(lambda n: [1.0, 0.9, 0.8], 0.05)
-    result = launch(tiny_spec, fn, listener=KillWriter(1), trials=5, inline=False, said=said, sampler="random")
+    result = launch(tiny_spec, listener=KillWriter(1), trials=5, inline=False, said=said, sampler="random")  # the real trainer
     assert result.finished and result.succeeded == 5
     (died,) = [m for m in said if "writer process stopped" in m]
     assert "killed by SIGKILL" in died and "a new one took over" in died
-    assert result.mlflow_lost >= 1 and result.mlflow_complete and result.mlflow_repaired >= 0
+    assert result.mlflow_lost >= 1 and result.mlflow_complete
+    assert sum(m.startswith("MLflow missed writes during the study; filled in from Optuna") for m in said) == 1
     assert "Traceback" not in capfd.readouterr().err
-    parent, children, _ = mlflow_runs(workdir)
+    parent, children, client = mlflow_runs(workdir)
     assert parent.info.status == "FINISHED"
     assert_agree(result.study, children)
+    best = result.study.best_trial.number  # its weights too, even if the dead writer had them
+    assert [a.path for a in client.list_artifacts(children[best].info.run_id, "weights")] == ["weights/weights.npz"]
 
 
 def test_without_a_writer_the_study_finishes_and_says_how_to_fill_mlflow_in(
@@ -532,3 +534,17 @@ def test_the_best_trials_weights_are_an_artifact_that_reproduces_it(workdir: Pat
     model = NumpyBackend(config, data, weight_arrays(path))
     val_loss, _, _ = model.evaluate("val")
     assert val_loss == pytest.approx(best.value, rel=1e-5)  # the kept (best-epoch) weights
+
+
+def test_a_time_budget_ends_the_run_with_a_clear_line(workdir: Path, tiny_spec: Any) -> None:
+    said: list[str] = []
+    result = launch(tiny_spec, slow(lambda n: [1.0, 0.9, 0.8], 0.1), trials=40, time_budget="1s", said=said)
+    assert result.finished and result.budget_reached
+    n = sum(is_counted(t) for t in result.study.get_trials())
+    assert 1 <= n < 40 and not [t for t in result.study.get_trials() if t.state == TrialState.RUNNING]
+    (line,) = [m for m in said if m.startswith("time budget")]
+    assert line.startswith(f"time budget of 1s reached: no trial started after it, the trials running then finished; {n} of 40")
+    assert line.endswith("resume tiny-study")
+    parent, children, _ = mlflow_runs(workdir)
+    assert parent.info.status == "FINISHED"
+    assert_agree(result.study, children)

@@ -17,12 +17,17 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from study.run import reaper
-
 pytestmark = pytest.mark.integration
 
 SLOW = {"epochs": 400, "width": 64}
 SLOW_DATA = {"name": "gaussian_mixture", "args": {"n_samples": 1500, "n_features": 20, "n_classes": 3}}
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError):
+        return None
 
 
 def _tree(pid: int) -> dict[int, tuple[int, str]]:
@@ -39,7 +44,7 @@ def _tree(pid: int) -> dict[int, tuple[int, str]]:
     while todo:
         p = todo.pop()
         todo.extend(parents.get(p, []))
-        started = reaper.start_time(p)
+        started = _start_time(p)
         try:
             cmd = Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
@@ -50,7 +55,7 @@ def _tree(pid: int) -> dict[int, tuple[int, str]]:
 
 
 def _alive(procs: dict[int, tuple[int, str]]) -> dict[int, str]:
-    return {p: cmd for p, (started, cmd) in procs.items() if reaper.start_time(p) == started}
+    return {p: cmd for p, (started, cmd) in procs.items() if _start_time(p) == started}
 
 
 def test_a_killed_drivers_local_ray_dies_with_it(workdir: Path, tiny_spec: Any, study_cli: str) -> None:
