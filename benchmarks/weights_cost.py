@@ -33,11 +33,11 @@ from study.stores.tracker import MlflowTracker  # noqa: E402
 SHAPES = {"quickstart 64-128-128-10": [64, 128, 128, 10], "large 784-512-512-10": [784, 512, 512, 10]}
 
 
-def arrays(sizes: list[int]) -> list[np.ndarray]:
+def arrays(sizes: list[int]) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    out: list[np.ndarray] = []
-    for a, b in zip(sizes, sizes[1:], strict=False):
-        out += [rng.normal(size=(a, b)).astype(np.float32), np.zeros(b, np.float32)]
+    out: dict[str, np.ndarray] = {}
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
+        out[f"W{i}"], out[f"b{i}"] = rng.normal(size=(a, b)).astype(np.float32), np.zeros(b, np.float32)
     return out
 
 

@@ -22,7 +22,9 @@ import re
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from trainers.data import BUILTIN, FILE_SUFFIXES, DataError, Dataset, is_file_name, load_dataset
 
 #: Record fields a trial reports every epoch (``EpochRecord.metrics()``), plus per-layer
 #: ``grad_norm_<i>``/``weight_norm_<i>`` and the run's constant ``n_params``.
@@ -50,27 +52,67 @@ def _short(key: str) -> Any:
 
 
 class DatasetSpec(_Model):
-    """A built-in dataset name or a file, its split fractions and split seed."""
+    """The study's data: a built-in name or a file for training (``name``, or ``train``,
+    which reads better beside files), and the validation and test splits, each a fraction
+    carved from it (stratified, seeded by ``seed``) or a file of its own::
+
+        dataset: mnist1d                                  # official test split, val 0.2 of train
+        dataset: {name: data.csv, val: 0.2, test: 0.2}
+        dataset: {train: a.npz, test: b.npz}              # fixed test set, val carved from a.npz
+        dataset: {train: a.csv, val: v.csv, test: t.csv}
+
+    Relative file paths are relative to the spec file's folder (see `load`)."""
 
     name: str = "digits"
-    val: float = Field(0.2, gt=0, lt=1)
-    test: float = Field(0.0, ge=0, lt=1)
+    val: float | str = 0.2
+    test: float | str = 0.0
     seed: int = Field(0, ge=0)
     label_column: str = "label"
     args: dict[str, Any] = Field(default_factory=dict, description="generator arguments of a built-in task")
 
     _from_str = _short("name")
 
-    def load(self, base_dir: str | None = None) -> Any:
-        """The `trainers.Dataset` this describes (a `SpecError` naming the field when it cannot
-        be loaded). A relative file path resolves against `base_dir` when given."""
-        from trainers import DataError, load_dataset
+    @model_validator(mode="before")
+    @classmethod
+    def _train_is_name(cls, v: Any) -> Any:
+        """``train`` is another spelling of ``name`` (stored as ``name``)."""
+        if isinstance(v, dict) and "train" in v:
+            if "name" in v:
+                raise ValueError("give the training data as `name` or as `train`, not both")
+            v = {("name" if k == "train" else k): x for k, x in v.items()}
+        return v
 
-        name = self.name
-        if base_dir is not None and not os.path.isabs(name) and os.path.exists(os.path.join(base_dir, name)):
-            name = os.path.join(base_dir, name)
+    @field_validator("val", "test", mode="before")
+    @classmethod
+    def _fraction_or_file(cls, v: Any, info: ValidationInfo) -> Any:
+        files = ", ".join(FILE_SUFFIXES)
+        if isinstance(v, str):
+            if not v.lower().endswith(FILE_SUFFIXES):
+                raise ValueError(f"must be a fraction or a file ({files})")
+            return v
+        is_test = info.field_name == "test"
+        number = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if not number or not (0 <= v < 1 if is_test else 0 < v < 1):
+            raise ValueError(f"must be a fraction with {'0 <= test' if is_test else '0 < val'} < 1 or a file ({files})")
+        return float(v)
+
+    def load(self, base_dir: str | os.PathLike[str] | None = None) -> Dataset:
+        """Load, check, split and standardize the data (`trainers.load_dataset`). Relative
+        file paths resolve against `base_dir` (the spec file's folder) when given, else the
+        working folder; built-in names are never paths. Any problem with the data is a
+        `SpecError` starting ``field dataset:`` and naming the file."""
+
+        def path(p: float | str) -> float | str:
+            if isinstance(p, float):
+                return p
+            p = os.path.expanduser(p)
+            return p if base_dir is None or os.path.isabs(p) else os.path.join(os.fspath(base_dir), p)
+
+        name = self.name if self.name in BUILTIN or not is_file_name(self.name) else str(path(self.name))
         try:
-            return load_dataset(name, val=self.val, test=self.test, seed=self.seed, label_column=self.label_column, **self.args)
+            return load_dataset(
+                name, val=path(self.val), test=path(self.test), seed=self.seed, label_column=self.label_column, **self.args
+            )
         except DataError as e:
             raise SpecError(f"field dataset: {e}") from None
 

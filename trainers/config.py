@@ -17,6 +17,7 @@ LOSSES = ("cross_entropy", "mse")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "step", "exponential", "cosine", "reduce_on_plateau")
 MONITORS = ("val_loss", "val_acc")
+DROPOUT_EVALS = ("scale", "mc")
 
 #: Default decoupled weight decay per optimizer when `weight_decay` is left as None:
 #: AdamW's is torch's default (0.01); every other optimizer has none.
@@ -46,11 +47,19 @@ class TrainConfig:
     Loss: ``cross_entropy`` on a softmax output (fused gradient ``(softmax(z) - y) / n``) or
     ``mse``: squared error on the same softmax output, ``mean_i sum_k (p_ik - y_ik)^2``.
 
+    Batches: ``shuffle=True`` draws a new order of the training rows every epoch;
+    ``shuffle=False`` draws one random order and keeps it for every epoch.
+
     Regularization: ``l1`` and ``l2`` are penalties in the loss (``l1 * sum|w|`` and
     ``l2 / 2 * sum w^2``) and so in its gradient; ``weight_decay`` is decoupled from the
     gradient: ``w <- (1 - lr * wd) * w - lr * update``. All three apply to weights, never
     biases. ``weight_decay=None`` resolves to 0.01 for ``adamw`` (torch's default) and 0
     otherwise, so ``adam`` and ``adamw`` mean what they mean in ``torch.optim``.
+
+    Dropout at evaluation: ``dropout_eval="scale"`` drops nothing (inverted dropout, the
+    lecture's weights times ``1 - p``); ``"mc"`` averages the softmax outputs of
+    ``mc_samples`` thinned networks, ``p(x) = 1/K sum_k softmax(f(x; mask_k))`` (NumPy
+    backend only).
     """
 
     # architecture
@@ -64,6 +73,7 @@ class TrainConfig:
     loss: str = "cross_entropy"
     batch_size: int = 32
     epochs: int = 20
+    shuffle: bool = True  # reshuffle the training rows every epoch; False: one fixed random order
     # optimizer
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -86,6 +96,8 @@ class TrainConfig:
     weight_decay: float | None = None
     dropout: float = 0.0
     input_dropout: float = 0.0
+    dropout_eval: str = "scale"  # evaluation: "scale" (weight scaling) or "mc" (average of mc_samples thinned nets)
+    mc_samples: int = 100
     # early stopping
     patience: int | None = None
     min_delta: float = 0.0
@@ -130,6 +142,8 @@ class TrainConfig:
             _fail("batch_size", self.batch_size, "an integer >= 1")
         if not _is_int(self.epochs) or not 1 <= self.epochs <= 100_000:
             _fail("epochs", self.epochs, "an integer in [1, 100000]")
+        if not isinstance(self.shuffle, bool):
+            _fail("shuffle", self.shuffle, "true or false")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         if not _is_num(self.lr) or self.lr <= 0:
             _fail("lr", self.lr, "a finite number > 0")
@@ -169,6 +183,9 @@ class TrainConfig:
             _fail("weight_decay", wd, f"None or a number >= 0 with lr * weight_decay < 1 (lr={self.lr})")
         _in_range("dropout", self.dropout, 0.0, 1.0, "in [0, 1)", hi_open=True)
         _in_range("input_dropout", self.input_dropout, 0.0, 1.0, "in [0, 1)", hi_open=True)
+        _choice("dropout_eval", self.dropout_eval, DROPOUT_EVALS)
+        if not _is_int(self.mc_samples) or not 1 <= self.mc_samples <= 10_000:
+            _fail("mc_samples", self.mc_samples, "an integer in [1, 10000]")
 
     # -- derived ---------------------------------------------------------------------------
     @property

@@ -4,11 +4,12 @@
 inside a Ray streaming task and in-process for unit tests. Nothing here touches Optuna or
 MLflow: workers need no credentials.
 
-A run that did not diverge sends its kept weights with `Ended` (a few hundred KB for the
+A run that did not diverge sends its kept weights with `Ended` (about 100 KiB for the
 quickstart's net, once per trial), so the driver can record the best trial's as an MLflow
 artifact: NumPy weights as ``weights.npz`` (arrays ``W0, b0, W1, b1, ...``), torch weights as
-``state_dict.pt`` (`torch.save` of a dict of tensors with the same names). Either loads back
-as ``init_params`` of `trainers.iter_train` (see `weight_arrays`).
+``state_dict.pt`` (`torch.save` of a dict of tensors with the same names). `load_weights`
+reads either back without pickle; `init_params` turns them into the ``init_params`` of
+`trainers.iter_train` for the same configuration.
 """
 
 from __future__ import annotations
@@ -16,47 +17,49 @@ from __future__ import annotations
 import io
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
 from study.run.events import Ended, Epoch, Event, Failed, Started
 from trainers import Dataset, TrainConfig, TrainResult, iter_train
+from trainers.backend import mlp_weight_names
 
 NUMPY_WEIGHTS = "weights.npz"
 TORCH_WEIGHTS = "state_dict.pt"
 
 
-def weight_names(n: int) -> list[str]:
-    """The names of `n` parameter arrays ``[W0, b0, W1, b1, ...]``."""
-    return [f"{'W' if i % 2 == 0 else 'b'}{i // 2}" for i in range(n)]
-
-
-def weights_file(weights: list[np.ndarray], backend: str) -> tuple[str, bytes]:
+def weights_file(weights: Mapping[str, np.ndarray], backend: str) -> tuple[str, bytes]:
     """The kept weights as a file: ``weights.npz`` (NumPy) or ``state_dict.pt`` (torch,
     tensors only, so ``torch.load(..., weights_only=True)`` reads it)."""
-    named = dict(zip(weight_names(len(weights)), weights, strict=True))
     buf = io.BytesIO()
     if backend == "torch":
         import torch
 
-        torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in named.items()}, buf)
+        torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()}, buf)
         return TORCH_WEIGHTS, buf.getvalue()
-    np.savez(buf, **named)  # type: ignore[arg-type]
+    np.savez(buf, **weights)  # type: ignore[arg-type]
     return NUMPY_WEIGHTS, buf.getvalue()
 
 
-def weight_arrays(path: str | os.PathLike[str]) -> list[np.ndarray]:
-    """A weights file back to ``[W0, b0, W1, b1, ...]`` (NumPy arrays, no pickle), the
-    ``init_params`` of `trainers.iter_train` for the same configuration."""
+def load_weights(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """A weights file (``weights.npz`` or ``state_dict.pt``) back to its arrays by name, with
+    no pickle (``allow_pickle=False``, ``weights_only=True``)."""
     path = os.fspath(path)
     if path.endswith(".pt"):
         import torch
 
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        return [state[k].numpy() for k in weight_names(len(state))]
+        return {k: v.numpy() for k, v in torch.load(path, map_location="cpu", weights_only=True).items()}
     with np.load(path, allow_pickle=False) as z:
-        return [z[k] for k in weight_names(len(z.files))]
+        return {k: z[k] for k in z.files}
+
+
+def init_params(weights: Mapping[str, np.ndarray]) -> Any:
+    """Weights by name as `trainers.iter_train`'s ``init_params``: the built-in MLP's list
+    ``[W0, b0, W1, b1, ...]``, or a user module's state dict as it is."""
+    names = mlp_weight_names(len(weights))
+    return [weights[k] for k in names] if set(names) == set(weights) else dict(weights)
 
 
 def ended(number: int, result: TrainResult, backend: str = "numpy") -> Ended:

@@ -30,11 +30,16 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+#: Modules at the spec's floor: what a study is asked to do (the spec, a comparison's design
+#: and its measures, the built-in lessons).
+SPEC_FLOOR = ("spec", "comparison", "measures", "lessons")
+
+
 def wing(module: str) -> str:
     parts = module.split(".")
     if len(parts) == 1:
         return ""
-    return parts[1]
+    return "spec" if parts[1] in SPEC_FLOOR else parts[1]
 
 
 def imports(path: Path) -> list[tuple[str, list[str]]]:

@@ -519,7 +519,7 @@ def test_nothing_is_written_outside_the_stores(workdir: Path, tiny_spec: Any, mo
 
 
 def test_the_best_trials_weights_are_an_artifact_that_reproduces_it(workdir: Path, tiny_spec: Any, tmp_path: Path) -> None:
-    from study.run.worker import weight_arrays
+    from study.run.worker import init_params, load_weights
     from trainers.numpy_mlp.trainer import NumpyBackend
 
     result = launch(tiny_spec, trials=3, seed=3, inline=False)
@@ -531,7 +531,7 @@ def test_the_best_trials_weights_are_an_artifact_that_reproduces_it(workdir: Pat
     path = client.download_artifacts(children[best.number].info.run_id, "weights/weights.npz", str(tmp_path))
     config = TrialRecord.of(best).config
     data = prepare(parse_spec(tiny_spec())).data
-    model = NumpyBackend(config, data, weight_arrays(path))
+    model = NumpyBackend(config, data, init_params(load_weights(path)))
     val_loss, _, _ = model.evaluate("val")
     assert val_loss == pytest.approx(best.value, rel=1e-5)  # the kept (best-epoch) weights
 
