@@ -66,6 +66,7 @@ _TRIAL_CALLS = ("tag_trial", "log_epoch", "log_file", "end_trial")
 _F_SETPIPE_SZ = 1031  # Linux fcntl: set a pipe's capacity
 #: A dead writer process is replaced at most this many times in one study.
 MAX_RESTARTS = 2
+_CANNOT_OPEN = "cannot open the MLflow tracking store"
 #: MLflow's HTTP client retries a refused connection for minutes by default; the writer
 #: retries on its own (below), so each request gives up quickly.
 _HTTP_ENV = {
@@ -232,7 +233,7 @@ def _serve(inbox: Connection, outbox: Connection) -> None:
             probe=delivery.server_up if delivery.server else None,
         )
     except Exception as e:  # noqa: BLE001 - the driver sees this process end
-        warn("open", f"cannot open the MLflow tracking store {mask(uri)} ({describe(e)})")
+        warn("open", f"{_CANNOT_OPEN} {mask(uri)} ({describe(e)})")
         return
     while True:
         try:
@@ -291,6 +292,7 @@ class TrackerProcess:
         self.lost = 0  # writes lost with dead writer processes (at least one each), or dropped without one
         self.restarts = 0
         self.dead = False  # no writer any more: calls are dropped
+        self._unopenable = False  # a writer said it cannot open the store: another would not either
         self._study: tuple[Any, ...] | None = None  # the start_study call, for a new writer
         self._open: dict[int, tuple[dict[str, Any], dict[str, str], float | None]] = {}  # trials in flight
         self._start()
@@ -334,6 +336,11 @@ class TrackerProcess:
     def _replaced(self) -> None:
         """The writer is gone: say so once, start another that takes over the parent run and
         the runs in flight (at most `MAX_RESTARTS` times), else go on without one."""
+        try:  # what it said before it ended (why it could not open the store) says more than its exit code
+            while self._in.poll():
+                self._receive()
+        except (_WriterGone, TrackingFailure, OSError):
+            pass
         code = self._proc.poll()
         if code is None:
             self._proc.kill()
@@ -344,7 +351,7 @@ class TrackerProcess:
             self._unlink_log()
         self._close_pipes()
         self.lost += 1
-        while self.restarts < MAX_RESTARTS:
+        while self.restarts < MAX_RESTARTS and not self._unopenable:
             self.restarts += 1
             self._start()
             try:
@@ -362,10 +369,10 @@ class TrackerProcess:
             )
             return
         self.dead = True
+        why = "it cannot open the store" if self._unopenable else f"it was replaced {MAX_RESTARTS} times already"
         self.on_warning(
-            f"the MLflow writer process stopped ({how}{f'; its log: {log}' if log else ''}) and was replaced "
-            f"{MAX_RESTARTS} times already: the study goes on without MLflow (Optuna has every result). "
-            f"Fill MLflow in afterwards with: {self.sync_hint}"
+            f"the MLflow writer process stopped ({how}{f'; its log: {log}' if log else ''}) and {why}: the study goes on "
+            f"without MLflow (Optuna has every result). Fill MLflow in afterwards with: {self.sync_hint}"
         )
 
     def _close_pipes(self) -> None:
@@ -411,6 +418,7 @@ class TrackerProcess:
             shown = mask(self.uri)
             raise TrackingFailure(f"MLflow ({shown}): {str(value).replace(self.uri, shown)}")
         if msg == "warn":
+            self._unopenable = self._unopenable or str(value).startswith(_CANNOT_OPEN)
             self.on_warning(str(value).replace(self.uri, mask(self.uri)))
         if msg == "parent":
             self.parent_id = value
