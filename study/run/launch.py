@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import shutil
 import sys
 import time
@@ -42,6 +43,7 @@ from study.stores.uris import is_local_file, mask, with_env_defaults
 from study.stores.writer import TrackerProcess
 
 ExecutorFactory = Callable[[Prepared], tuple[Executor, Callable[[], None]]]
+_ERROR_DETAIL = re.compile(r"\s*\([^()]*\)\s*$")
 
 
 @dataclass
@@ -67,9 +69,12 @@ class RunResult:
         return self.tally.succeeded
 
     def common_error(self) -> tuple[str, int] | None:
-        """The most common error of the study's failed trials and how many had it."""
+        """The most common error of the study's failed trials and how many had it (errors
+        that differ only in a closing parenthesis, such as the epoch, count as one)."""
         errors = collections.Counter(
-            str(r.attrs.get(TrialAttr.ERROR) or r.attrs.get(TrialAttr.STOP_REASON) or "unknown").splitlines()[0]
+            _ERROR_DETAIL.sub(
+                "", str(r.attrs.get(TrialAttr.ERROR) or r.attrs.get(TrialAttr.STOP_REASON) or "unknown").splitlines()[0]
+            )
             for r in map(TrialRecord.of, self.study.get_trials(deepcopy=False))
             if r.counted and r.state == optuna.trial.TrialState.FAIL
         )

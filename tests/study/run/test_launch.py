@@ -422,6 +422,9 @@ class KillWriter(Listener):
     def on_trial_end(self, number: int, outcome: Any, snapshot: Any) -> None:
         self.ended += 1
         if self.ended in self.at:
+            deadline = time.monotonic() + 10
+            while not writer_pids() and time.monotonic() < deadline:  # a writer that replaces one is still starting
+                time.sleep(0.05)
             for pid in writer_pids():
                 os.kill(pid, signal.SIGKILL)
 
@@ -548,3 +551,18 @@ def test_a_time_budget_ends_the_run_with_a_clear_line(workdir: Path, tiny_spec: 
     parent, children, _ = mlflow_runs(workdir)
     assert parent.info.status == "FINISHED"
     assert_agree(result.study, children)
+
+
+def test_a_study_without_a_successful_trial_names_its_most_common_error(workdir: Path, tiny_spec: Any) -> None:
+    from study.cli.runs import no_success
+
+    def fn(number: int, config: Any, data: Any) -> Iterator[Any]:
+        yield Started(number, {"pid": 0})
+        yield Failed(number, f"ValueError: no GPU (in epoch {number + 1})" if number != 1 else "KeyError: 'x'")
+
+    result = launch(tiny_spec, fn, trials=3)
+    assert result.finished and result.succeeded == 0
+    assert result.common_error() == ("ValueError: no GPU", 2)  # the epoch in parentheses does not split them
+    assert no_success(result, parse_spec(tiny_spec())) == (
+        "no trial of study 'tiny-study' succeeded (3 finished, all failed); most common error (2 of 3): ValueError: no GPU"
+    )
