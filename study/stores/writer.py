@@ -249,7 +249,7 @@ def _serve(inbox: Connection, outbox: Connection) -> None:
         if name == "close":  # everything is written and committed: skip the slow interpreter teardown
             tracker.close()
             _send(outbox, ("reply", None))
-            os._exit(0)
+            _exit()
         try:
             result = delivery.apply(tracker, name, args)
         except Exception as e:  # noqa: BLE001 - a reconciliation call: the driver handles it
@@ -314,7 +314,7 @@ class TrackerProcess:
         fd, self._log = tempfile.mkstemp(prefix="hpstudy-mlflow-writer-", suffix=".log")
         # a new session: the terminal's Ctrl-C goes to the driver only, which then closes us
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "study.stores.writer", str(child_in), str(child_out)],
+            [sys.executable, "-m", "study.stores.writer", str(child_in), str(child_out), self._log],
             pass_fds=(child_in, child_out),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -517,6 +517,17 @@ class TrackerProcess:
         return bool(self._call("close_parent", status, summary, step, end_time))
 
 
+def _exit() -> None:
+    """Leave at once; the log (our stderr) goes too when nothing was written to it (a killed
+    driver cannot remove it)."""
+    try:
+        if os.fstat(2).st_size == 0 and len(sys.argv) > 3:
+            os.unlink(sys.argv[3])
+    except OSError:
+        pass
+    os._exit(0)
+
+
 if __name__ == "__main__":
     _serve(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False))
-    os._exit(0)
+    _exit()
