@@ -157,6 +157,16 @@ def test_user_model_study_trains_the_users_module(ray_address: str, workdir: Pat
     assert len(set(drawn)) == 4
     code = result.study.user_attrs["hpstudy.code"]
     assert code["role"] == "model" and code["path"] == str(folder / "usermodel.py")
+    # the best trial's kept weights: the user's module's state dict, as an artifact of its run
+    import torch
+
+    top = min(trials, key=lambda t: t.values[0])
+    path = client.download_artifacts(runs[top.number].info.run_id, "weights/state_dict.pt", str(workdir))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    h = top.params["hidden"]
+    assert {k: tuple(v.shape) for k, v in state.items()} == {
+        "body.0.weight": (h, 6), "body.0.bias": (h,), "head.weight": (3, h), "head.bias": (3,),
+    }  # fmt: skip
     # queries show the user's model: its parameter as a searched column, none of the MLP's fields
     best = study.load("um", storage=f"journal:{workdir / 'optuna.journal'}").best_trials(k=4)
     assert best.attrs["searched"] == ["lr", "dropout", "hidden"]
