@@ -75,6 +75,12 @@ class TrialAttr:
     BEST_EPOCH = "best_epoch"
     STOPPED_EPOCH = "stopped_epoch"
     N_PARAMS = "n_params"
+    CELL = "cell"  # a comparison's run: the key of its cell (`study.comparison.Cell.key`)
+    ARMS = "arms"  # the arms this run serves (several when arms differ only in their measure)
+    PHASE = "phase"  # "tune" (a learning-rate tuning run) or "main" (a run the verdict reads)
+    MEASURES = "measures"  # {measure: value or None}: every measure of the comparison, taken when it ends
+    MEASURE_ERRORS = "measure_errors"  # {measure: why it has no value}, only when some failed
+    CONFIRMS = "confirms"  # a confirmation run: the study whose top trial it re-trains
 
 
 #: Keys of a trial's placement (where Ray ran it), recorded as MLflow tags and as the Optuna
@@ -95,11 +101,21 @@ class Tag:
     SYNCED = "hpstudy.synced"  # "true": written by a reconciliation from Optuna, not live
     INCOMPLETE = "hpstudy.incomplete"  # "true": some writes of this run were lost; repair it
     RESUMED_AT = "resumed_at"
+    VERDICT = "verdict"  # on a comparison's parent run: supported, contradicted or inconclusive
+    EFFECT = "effect"  # the headline effect, its interval: ci_low, ci_high
+    CI_LOW = "ci_low"
+    CI_HIGH = "ci_high"
+    NOTE = "mlflow.note.content"  # the run's description in the MLflow UI: the verdict in a sentence
+
+
+#: The verdict's artifact on the parent run.
+VERDICT_FILE = "verdict.json"
 
 
 #: Optuna trial user attrs copied to the MLflow run's tags.
 TAGGED_ATTRS = (
     TrialAttr.STOP_REASON, TrialAttr.ERROR, TrialAttr.SEED, TrialAttr.ATTEMPT, TrialAttr.RETRY_OF, TrialAttr.RECONCILED,
+    TrialAttr.ARMS, TrialAttr.PHASE, TrialAttr.MEASURES, TrialAttr.CONFIRMS,
 )  # fmt: skip
 #: Optuna trial user attrs that are also summary metrics of the MLflow run.
 SUMMARY_ATTRS = (TrialAttr.STOPPED_EPOCH, TrialAttr.BEST_EPOCH, TrialAttr.N_PARAMS)

@@ -211,6 +211,7 @@ class Driver:
             TrialAttr.BEST_EPOCH: end.best_epoch,
             TrialAttr.STOPPED_EPOCH: end.stopped_epoch,
             TrialAttr.N_PARAMS: end.n_params,
+            **self.decisions.ended(r.asked, r.history, end),
         }
         reason = StopReason.from_trainer(end.reason)
         if reason is StopReason.DIVERGED:

@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 
 from study.record import StudyAttr, TrialRecord, spec_differences, stored_spec
-from study.run.decisions import Decisions
+from study.run.design import Conclude, decisions_for, nest_under
 from study.run.driver import Driver, Listener
 from study.run.executor import Executor
 from study.run.lease import Lease, beats, driver_id, live_drivers
@@ -35,11 +35,13 @@ ExecutorFactory = Callable[[Prepared], tuple[Executor, Callable[[], None]]]
 
 @dataclass
 class RunResult:
-    """What `run_study` did: the study, whether it finished (False: interrupted) and the driver."""
+    """What `run_study` did: the study, whether it finished (False: interrupted), the driver,
+    and what the study concluded (a comparison's verdict; None otherwise)."""
 
     study: optuna.Study
     finished: bool
     driver: Driver
+    verdict: dict[str, Any] | None = None
 
 
 def ray_executor(address: str | None) -> ExecutorFactory:
@@ -104,11 +106,14 @@ def run_study(
     say: Callable[[str], None] = print,
     flush_seconds: float = 2.0,
     inline_tracking: bool = False,
+    conclude: Conclude | None = None,
 ) -> RunResult:
     """Create or load the study and drive it to its target number of finished trials.
 
     MLflow is written by a `TrackerProcess`; ``inline_tracking`` writes from this thread
-    instead (unit tests: no second interpreter to start)."""
+    instead (unit tests: no second interpreter to start). `conclude(study, spec)` (a
+    comparison's verdict: `study.query.verdict_report.conclude`) runs once the study has
+    finished; what it returns is recorded on the MLflow parent run and in the result."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     ex, cleanup = (executor or ray_executor(None))(prep)
     try:
@@ -127,7 +132,7 @@ def run_study(
         else:
             tracker = TrackerProcess(prep.spec.tracking_uri, flush_seconds=flush_seconds, on_parent=keep_parent)
         try:
-            return _drive(prep, study, is_new, tracker, ex, listener=listener, say=say)
+            return _drive(prep, study, is_new, tracker, ex, listener=listener, say=say, conclude=conclude)
         finally:
             tracker.close()
     finally:
@@ -143,11 +148,16 @@ def _drive(
     *,
     listener: Listener | None,
     say: Callable[[str], None],
+    conclude: Conclude | None = None,
 ) -> RunResult:
     spec = prep.spec
     attrs = study.user_attrs
     tracker.start_study(
-        spec.name, optuna_storage.spec_record(spec), attrs.get(StudyAttr.PARENT_RUN), attrs.get(StudyAttr.UID, "")
+        spec.name,
+        optuna_storage.spec_record(spec),
+        attrs.get(StudyAttr.PARENT_RUN),
+        attrs.get(StudyAttr.UID, ""),
+        under=nest_under(spec, prep.storage_url),
     )
     lease = Lease(study, None if is_local_file(prep.storage_url) else prep.storage_url)
     try:
@@ -162,10 +172,13 @@ def _drive(
             say(
                 f"multi-objective study ({', '.join(o.metric for o in spec.all_objectives)}): pruning is off, Optuna prunes single-objective studies only"
             )
-        decisions = Decisions(study, spec, prep.space, prep.data.n_features, prep.data.n_classes, lease)
+        decisions = decisions_for(study, spec, prep.space, prep.data, lease)
         concurrency = min(spec.concurrency or ex.capacity(), spec.trials)
         driver = Driver(decisions, ex, tracker, concurrency=concurrency, listener=listener)
         finished = driver.run()
+        verdict = conclude(study, spec) if finished and conclude is not None else None
+        if verdict is not None:
+            tracker.record_verdict(verdict)
         counted = sum(TrialRecord.of(t).counted for t in study.get_trials(deepcopy=False))
         summary = {"finished": float(counted)}
         if driver.best is not None:
@@ -177,7 +190,7 @@ def _drive(
                 f"not delivered (Optuna has every result). Once it is back, fill MLflow in with: study sync {spec.name}"
             )
         lease.beat(ended=True)
-        return RunResult(study, finished, driver)
+        return RunResult(study, finished, driver, verdict)
     finally:
         lease.close()
 
@@ -205,11 +218,14 @@ def launch(
     *,
     address: str | None = None,
     listener: Listener | None = None,
+    conclude: Conclude | None = None,
     **overrides: Any,
 ) -> RunResult:
     """Python entry point of `study launch`: a spec file, mapping or `StudySpec`, with the
     CLI's overrides (``trials=``, ``concurrency=``, ``storage=``, ``tracking_uri=``); storage
     and tracking URI fall back to ``HPSTUDY_STORAGE`` / ``MLFLOW_TRACKING_URI`` as in the CLI.
+    For a comparison pass ``conclude=study.query.verdict_report.conclude`` to state and record
+    its verdict (``study.load(name).verdict()`` computes it afterwards either way).
 
     >>> from study.run import launch
     >>> result = launch("study/examples/quickstart.yaml", trials=4)  # doctest: +SKIP
@@ -230,4 +246,4 @@ def launch(
     warning = local_storage_warning(prep.storage_url, address)
     if warning:
         say(warning)
-    return run_study(prep, executor=ray_executor(address), listener=listener, say=say)
+    return run_study(prep, executor=ray_executor(address), listener=listener, say=say, conclude=conclude)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import optuna
 
 from search_spaces import Space
+from study.run.design import check_design
 from study.run.samplers import make_pruner, make_sampler
 from study.spec import SpecError, StudySpec
 from study.stores.uris import check_storage, check_tracking
@@ -38,7 +39,10 @@ def prepare(spec: StudySpec) -> Prepared:
     data = spec.dataset.load()
     make_sampler(spec)
     make_pruner(spec)
-    _dry_run(spec, space, data)
+    if spec.compare is not None:
+        check_design(spec, data, url)  # a comparison samples no space: its arms must be valid configurations
+    else:
+        _dry_run(spec, space, data)
     return Prepared(spec, url, space, data)
 
 

@@ -17,7 +17,9 @@ last metrics are written.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -26,7 +28,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from study.record import MAX_TEXT, Tag, TrialRecord, mlflow_status
+from study.record import MAX_TEXT, VERDICT_FILE, Tag, TrialRecord, mlflow_status
 
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
 
@@ -52,12 +54,22 @@ class Tracker(Protocol):
     ``start_study`` delivers the parent run's id through the ``on_parent`` callback given to
     the constructor (at once in-process, later from the writer process)."""
 
-    def start_study(self, name: str, spec: dict[str, Any], parent_run_id: str | None, uid: str, live: bool = True) -> None:
+    def start_study(
+        self, name: str, spec: dict[str, Any], parent_run_id: str | None, uid: str, live: bool = True, under: str | None = None
+    ) -> None:
         """Create (or reopen) the experiment and the study's parent run. ``live=False`` (a
-        reconciliation without a driver) finds or creates it without reopening it."""
+        reconciliation without a driver) finds or creates it without reopening it. ``under``:
+        nest the parent run under that run, in its experiment (a confirmation under the
+        study it confirms)."""
         ...
 
     def study_progress(self, metrics: dict[str, float], step: int) -> None: ...
+
+    def record_verdict(self, verdict: dict[str, Any]) -> None:
+        """What the study concluded, on its parent run: tags ``verdict`` (the outcome),
+        ``effect``, ``ci_low``, ``ci_high``, the sentence as the run's description, and the
+        whole dict as the artifact ``verdict.json``."""
+        ...
 
     def end_study(self, status: str, summary: dict[str, float] | None, step: int) -> int:
         """Flush everything and close the parent run; returns how many writes were lost."""
@@ -131,6 +143,30 @@ def run_info(run: Any) -> RunInfo:
     )  # fmt: skip
 
 
+def jsonable(x: Any) -> Any:
+    """Plain JSON: non-finite floats as null, tuples and numpy values as lists and numbers."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def verdict_tags(verdict: dict[str, Any]) -> dict[str, str]:
+    """The parent run's tags of a verdict (`Tracker.record_verdict`)."""
+    tags = {Tag.VERDICT: str(verdict.get("outcome"))}
+    for tag, key in ((Tag.EFFECT, "effect"), (Tag.CI_LOW, "ci_low"), (Tag.CI_HIGH, "ci_high")):
+        v = jsonable(verdict.get(key))
+        tags[tag] = "n/a" if v is None else f"{v:.6g}"
+    if verdict.get("text"):
+        tags[Tag.NOTE] = str(verdict["text"])[:MAX_TEXT]
+    return tags
+
+
 def _ms(when: Any) -> int | None:
     return int(when.timestamp() * 1000) if when is not None else None
 
@@ -155,11 +191,15 @@ class MlflowTracker:
         self.last_flush = time.monotonic()
 
     # -- study --------------------------------------------------------------------------
-    def start_study(self, name: str, spec: dict[str, Any], parent_run_id: str | None, uid: str, live: bool = True) -> None:
+    def start_study(
+        self, name: str, spec: dict[str, Any], parent_run_id: str | None, uid: str, live: bool = True, under: str | None = None
+    ) -> None:
         """The parent is tagged ``hpstudy.study_uid``, so a resume finds it even if the
         driver died before recording its id in Optuna."""
-        exp = self.client.get_experiment_by_name(name)
-        if exp is None:
+        exp = self.client.get_experiment_by_name(name) if under is None else None
+        if under is not None:
+            self.experiment_id = self.client.get_run(under).info.experiment_id
+        elif exp is None:
             self.experiment_id = self.client.create_experiment(name, tags={Tag.STUDY: name})
         else:
             if exp.lifecycle_stage == "deleted":
@@ -177,6 +217,8 @@ class MlflowTracker:
                 self.client.set_tag(parent_run_id, Tag.RESUMED_AT, time.strftime("%Y-%m-%dT%H:%M:%S"))
         else:
             tags = {Tag.ROLE: "study", Tag.STUDY_UID: uid, **({} if live else {Tag.SYNCED: "true"})}
+            if under is not None:
+                tags[Tag.PARENT] = under
             run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
             self.parent_id = run.info.run_id
             self._queue_params(self.parent_id, flatten(spec))
@@ -188,6 +230,11 @@ class MlflowTracker:
 
     def study_progress(self, metrics: dict[str, float], step: int) -> None:
         self._queue_metrics(self.parent_id, metrics, step)
+
+    def record_verdict(self, verdict: dict[str, Any]) -> None:
+        self._queue_tags(self.parent_id, verdict_tags(verdict))
+        self._flush_run(self.parent_id)
+        self.client.log_text(self.parent_id, json.dumps(jsonable(verdict), indent=1), VERDICT_FILE)
 
     def end_study(self, status: str, summary: dict[str, float] | None, step: int) -> int:
         """Flush everything and close the parent run (FINISHED, or KILLED when interrupted)."""

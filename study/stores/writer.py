@@ -284,12 +284,17 @@ class TrackerProcess:
         self._in.close()
 
     # -- the Tracker interface ------------------------------------------------------------
-    def start_study(self, name: str, spec: dict[str, Any], parent_run_id: str | None, uid: str, live: bool = True) -> None:
+    def start_study(
+        self, name: str, spec: dict[str, Any], parent_run_id: str | None, uid: str, live: bool = True, under: str | None = None
+    ) -> None:
         """Asynchronous: the parent run's id arrives later (`parent_id`, `on_parent`)."""
-        self._call("start_study", name, spec, parent_run_id, uid, live)
+        self._call("start_study", name, spec, parent_run_id, uid, live, under)
 
     def study_progress(self, metrics: dict[str, float], step: int) -> None:
         self._call("study_progress", metrics, step)
+
+    def record_verdict(self, verdict: dict[str, Any]) -> None:
+        self._call("record_verdict", verdict)
 
     def end_study(self, status: str, summary: dict[str, float] | None, step: int) -> int:
         """Returns how many writes were lost while an MLflow server was unreachable."""

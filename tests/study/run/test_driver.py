@@ -43,8 +43,13 @@ class FakeTracker:
         self.ended: dict[int, tuple[str, str, dict[str, str], dict[str, float]]] = {}
         self.progress: list[tuple[dict[str, float], int]] = []
 
-    def start_study(self, name: str, spec: dict[str, Any], parent_run_id: str | None, uid: str, live: bool = True) -> None:
+    def start_study(
+        self, name: str, spec: dict[str, Any], parent_run_id: str | None, uid: str, live: bool = True, under: str | None = None
+    ) -> None:
         self.calls.append(("start_study", name))
+
+    def record_verdict(self, verdict: dict[str, Any]) -> None:
+        self.calls.append(("record_verdict", verdict))
 
     def study_progress(self, metrics: dict[str, float], step: int) -> None:
         self.progress.append((metrics, step))
