@@ -14,6 +14,9 @@
     study best NAME        [-k 5] [--where EXPR] [--scope best|last] [--json]
     study report NAME      [--output PATH]
     study ui [NAME]        [--port 5000] [--host 127.0.0.1]
+    study lessons
+    study lesson NAME|all  [--seeds N] [--dataset D] [--name STUDY] [run flags as for launch]
+    study confirm NAME     [--top K] [--seeds N] [--name STUDY] [run flags as for launch]
 
 Where the storage and the tracking URI come from, first found wins: the flag, the spec (for
 `resume`: the stored spec), the environment (``HPSTUDY_STORAGE``, ``MLFLOW_TRACKING_URI``),
@@ -31,7 +34,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from study.cli import jobs, queries, runs
+from study.cli import jobs, lessons, queries, runs
 from study.spec import SpecError
 from study.stores.tracker import TrackingFailure
 from study.stores.uris import STORAGE_ENV
@@ -45,6 +48,7 @@ def parser() -> argparse.ArgumentParser:
     runs.add_commands(sub)  # launch, resume, status, sync, spaces, space show
     jobs.add_commands(sub)  # submit, logs
     queries.add_commands(sub)  # best, report, ui
+    lessons.add_commands(sub)  # lessons, lesson, confirm
     return p
 
 

@@ -67,6 +67,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """``launch`` and ``resume``."""
+    from study.query.verdict_report import conclude, render
     from study.run import launch as launching
     from study.run.prepare import prepare
 
@@ -91,11 +92,13 @@ def run(args: argparse.Namespace) -> int:
     executor = launching.ray_executor(args.address)
     resume = args.command == "resume"
     if args.quiet:
-        result = launching.run_study(prep, resume=resume, executor=executor, listener=QuietProgress(), say=say)
+        result = launching.run_study(prep, resume=resume, executor=executor, listener=QuietProgress(), say=say, conclude=conclude)
     else:
         with LiveProgress() as live:
-            result = launching.run_study(prep, resume=resume, executor=executor, listener=live, say=say)
+            result = launching.run_study(prep, resume=resume, executor=executor, listener=live, say=say, conclude=conclude)
     print_summary(result.study, spec)
+    if result.verdict is not None:  # a comparison
+        print(f"\nverdict of {spec.name}: {render(result.verdict)}")
     if not result.finished:
         print(
             f"interrupted: running trials were recorded as interrupted. Continue with: study resume {spec.name}", file=sys.stderr

@@ -266,6 +266,29 @@ class StudyHandle:
         done = [int(n) for n in trials.loc[trials["state"] == "COMPLETE", "number"] if int(n) in set(curves["trial"])]
         return pruning_audit(curves, marks, metric=metric, direction=self.directions[0], completed=done)
 
+    # -- a comparison's verdict --------------------------------------------------------------
+    def verdict(self) -> dict[str, Any]:
+        """A comparison's verdict, from its Optuna record (`study.query.verdict_report.judge`):
+        ``claim``, ``metric``, ``effect``, ``ci_low``, ``ci_high``, ``seeds``, ``outcome``, the
+        sentence ``text``, every level and secondary claim; for a confirmation, the ranking.
+        ValueError for a tuning study."""
+        from study.query.verdict_report import judge
+
+        return judge([TrialRecord.of(t) for t in self.optuna.get_trials(deepcopy=False)], self.spec)
+
+    def _verdict_sections(self, curves: pd.DataFrame) -> list[tuple[Any, Any]]:
+        comp = self.spec.compare
+        if comp is None:
+            return []
+        from study.query.verdict_report import arm_values, seeds_by_arm
+        from study.query.verdict_section import sections
+
+        records = [TrialRecord.of(t) for t in self.optuna.get_trials(deepcopy=False)]
+        v = self.verdict()
+        arms = comp.arms()
+        values = arm_values(records, comp, {a.name: a.measure for a in arms.values()})
+        return sections(v, values, seeds_by_arm(records, comp), curves, comp)
+
     # -- report -----------------------------------------------------------------------------
     def report(self, output: str | None = None, top: int = 5) -> Any:
         """Write the HTML report (default ``<name>-report.html``) and log it, with its PNG
@@ -288,6 +311,7 @@ class StudyHandle:
             monitor=monitor,
             importance=importance,
             top=top,
+            lead=self._verdict_sections(curves),
         )
         if self.parent_run_id:
             files = [(str(rep.html_path), "report"), *((str(fig), "report/figures") for fig in rep.figures)]
