@@ -106,6 +106,7 @@ class Tag:
     CI_LOW = "ci_low"
     CI_HIGH = "ci_high"
     NOTE = "mlflow.note.content"  # the run's description in the MLflow UI: the verdict in a sentence
+    CONFIRMATION = "hpstudy.confirmation"  # + ".<confirmation study>" on the confirmed study's parent: its outcome
 
 
 #: The verdict's artifact on the parent run.

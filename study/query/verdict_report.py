@@ -127,9 +127,18 @@ def _ranking(records: Sequence[TrialRecord], spec: StudySpec, comp: CompareSpec)
         "text": text,
         "confirms": comp.confirms.study,
         "tuning_best": tuned_best,
+        "configs": _differing(comp),
         "study": spec.name,
         **{k: r[k] for k in ("ranking", "best", "runner_up", "distinguishable", "method", "confidence", "correction", "goal")},
     }
+
+
+def _differing(comp: CompareSpec) -> dict[str, dict[str, Any]]:
+    """Each arm's values of the fields in which the arms differ (what tells them apart)."""
+    arms = comp.arms()
+    keys = sorted({k for a in arms.values() for k in a.overrides})
+    varied = [k for k in keys if len({json.dumps(a.overrides.get(k), sort_keys=True) for a in arms.values()}) > 1]
+    return {name: {k: a.overrides.get(k) for k in varied} for name, a in arms.items()}
 
 
 def conclude(study: optuna.Study, spec: StudySpec) -> dict[str, Any] | None:
@@ -145,17 +154,25 @@ def _num(x: Any, fmt: str = "+.4g") -> str:
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, fmt)
 
 
+def _short(x: Any) -> str:
+    return f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
 def render(v: dict[str, Any]) -> str:
     """The verdict as the CLI prints it: the sentence, each level (or the ranking), the
     secondary claims, and the tuned learning rates."""
     lines = [f"[{str(v['outcome']).upper()}] {v['text']}"]
     if "ranking" in v:
-        lines.append(f"  {'rank':>4}  {'arm':<14} {'mean':>10} {'sd':>9} {'n':>3}  {'vs best (CI)':>32}  worse than best?")
+        head = f"  {'rank':>4}  {'arm':<14} {'mean':>10} {'sd':>9} {'n':>3}  {'vs best (CI)':>32}  {'worse?':<13} configuration"
+        lines.append(head)
         for i, row in enumerate(v["ranking"], 1):
             ci = "" if i == 1 else f"{_num(row.get('effect_vs_best'))} [{_num(row.get('ci_low'))}, {_num(row.get('ci_high'))}]"
             worse = "" if i == 1 else str(row.get("worse_than_best"))
             mean = _num(row["mean"], ".4g")
-            lines.append(f"  {i:>4}  {row['name']:<14} {mean:>10} {_num(row['sd'], '.3g'):>9} {row['n']:>3}  {ci:>32}  {worse}")
+            config = " ".join(f"{k}={_short(x)}" for k, x in v.get("configs", {}).get(row["name"], {}).items())
+            lines.append(
+                f"  {i:>4}  {row['name']:<14} {mean:>10} {_num(row['sd'], '.3g'):>9} {row['n']:>3}  {ci:>32}  {worse:<13} {config}"
+            )
         return "\n".join(lines)
     for lv in v.get("levels", []):
         b, t = lv["baseline"], lv["treatment"]
@@ -167,7 +184,7 @@ def render(v: dict[str, Any]) -> str:
     for a in v.get("also", []):
         lines.append(f"  also [{str(a['outcome']).upper()}] {a['text']}")
     if v.get("lrs"):
-        lines.append("  tuned lr per arm: " + ", ".join(f"{a}={lr:g}" for a, lr in v["lrs"].items()))
+        lines.append("  tuned lr per arm: " + ", ".join(f"{a}: {lr:g}" for a, lr in v["lrs"].items()))
     return "\n".join(lines)
 
 

@@ -183,6 +183,8 @@ class MlflowTracker:
         self.flush_seconds = flush_seconds
         self.experiment_id = ""
         self.parent_id = ""
+        self.name = ""
+        self.under: str | None = None  # the run this study's parent is nested under
         self.runs: dict[int, str] = {}  # trial number -> run id
         self.on_parent = on_parent
         self._metrics: dict[str, list[Any]] = defaultdict(list)
@@ -196,6 +198,7 @@ class MlflowTracker:
     ) -> None:
         """The parent is tagged ``hpstudy.study_uid``, so a resume finds it even if the
         driver died before recording its id in Optuna."""
+        self.name, self.under = name, under
         exp = self.client.get_experiment_by_name(name) if under is None else None
         if under is not None:
             self.experiment_id = self.client.get_run(under).info.experiment_id
@@ -232,9 +235,17 @@ class MlflowTracker:
         self._queue_metrics(self.parent_id, metrics, step)
 
     def record_verdict(self, verdict: dict[str, Any]) -> None:
+        """Also on the run this study is nested under (a confirmation's study): a tag
+        ``hpstudy.confirmation.<name>`` with the outcome and ``confirmations/<name>.json``."""
+        text = json.dumps(jsonable(verdict), indent=1)
         self._queue_tags(self.parent_id, verdict_tags(verdict))
         self._flush_run(self.parent_id)
-        self.client.log_text(self.parent_id, json.dumps(jsonable(verdict), indent=1), VERDICT_FILE)
+        self.client.log_text(self.parent_id, text, VERDICT_FILE)
+        if self.under is not None:
+            self.client.set_tag(
+                self.under, f"{Tag.CONFIRMATION}.{self.name}", f"{verdict.get('outcome')}: {verdict.get('text', '')}"[:MAX_TEXT]
+            )
+            self.client.log_text(self.under, text, f"confirmations/{self.name}.json")
 
     def end_study(self, status: str, summary: dict[str, float] | None, step: int) -> int:
         """Flush everything and close the parent run (FINISHED, or KILLED when interrupted)."""
