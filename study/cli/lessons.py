@@ -148,8 +148,9 @@ def lesson_command(args: argparse.Namespace) -> int:
 
 
 def verdict_table(rows: list[tuple[str, dict[str, Any] | None, float, int]]) -> str:
-    """The table `study lesson all` ends with: one line per lesson."""
-    head = f"{'lesson':<20} {'verdict':<13} {'effect':>10} {'95% CI':>22} {'seeds':>5} {'runs':>5} {'wall s':>7}"
+    """The table `study lesson all` ends with: one line per lesson, the headline level's
+    effect and its interval at the confidence it was judged at (Holm-corrected over levels)."""
+    head = f"{'lesson':<20} {'verdict':<13} {'effect':>10} {'interval':>22} {'at':>7} {'seeds':>5} {'runs':>5} {'wall s':>7}"
     lines = [head, "-" * len(head)]
     for name, v, wall, runs in rows:
         if v is None:
@@ -158,7 +159,9 @@ def verdict_table(rows: list[tuple[str, dict[str, Any] | None, float, int]]) -> 
         lo, hi = v.get("ci_low"), v.get("ci_high")
         ci = "n/a" if lo is None or hi is None else f"[{lo:+.3g}, {hi:+.3g}]"
         eff = "n/a" if v.get("effect") is None else f"{v['effect']:+.3g}"
-        lines.append(f"{name:<20} {v['outcome']:<13} {eff:>10} {ci:>22} {len(v['seeds']):>5} {runs:>5} {wall:>7.0f}")
+        head_level = next((lv for lv in v.get("levels", []) if lv["level"] == v.get("treatment")), None)
+        conf = f"{100 * head_level['confidence_used']:.4g}%" if head_level else ""
+        lines.append(f"{name:<20} {v['outcome']:<13} {eff:>10} {ci:>22} {conf:>7} {len(v['seeds']):>5} {runs:>5} {wall:>7.0f}")
     return "\n".join(lines)
 
 

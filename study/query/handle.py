@@ -65,7 +65,14 @@ class StudyHandle:
     # -- MLflow ---------------------------------------------------------------------------
     def runs(self) -> dict[int, TrialRun]:
         """The study's MLflow trial runs by trial number (the newest when a number repeats)."""
-        return self.reader.trial_runs(self.name, self.parent_run_id)
+        return self.reader.trial_runs(self.experiment, self.parent_run_id)
+
+    @property
+    def experiment(self) -> str:
+        """The MLflow experiment: the study's own, or for a confirmation the confirmed
+        study's (its parent run is nested there)."""
+        comp = self.spec.compare
+        return comp.confirms.study if comp is not None and comp.confirms is not None else self.name
 
     # -- trials ---------------------------------------------------------------------------
     def trials(self, states: Iterable[str] | None = None, *, with_runs: bool = True) -> pd.DataFrame:

@@ -5,8 +5,8 @@ arm (mean and band over seeds).
 Effect plot, left: every seed's value of each arm's measure (dots) and the arm's mean with
 its 95% t-interval over seeds; right: each level's effect against the baseline with the
 interval the verdict used (paired, corrected over levels), the zero line and the minimum
-effect. Curves: per arm, the mean of the measure's per-epoch quantity over the seeds with a
-band of one standard deviation either side, and the training and validation losses.
+effect. Curves: per arm, the mean of the measure's per-epoch quantity over the seeds with the
+band of their range (min to max), and the training and validation losses.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def effect_figure(plt: Any, v: dict[str, Any], values: Mapping[str, Mapping[int,
             ax.axvline(x, color="0.5", lw=0.8, ls="--")
     against = v["ranking"][0]["name"] if "ranking" in v else v["baseline"]
     ax.set_yticks(range(len(names)), names, fontsize=8)
-    ax.set(xlabel=f"effect against {against} (interval as judged; green supported, red contradicted)")
+    ax.set(xlabel=f"effect against {against} (as judged; green: supported, red: contradicted)")
     ax.invert_yaxis()
     fig.tight_layout()
     return fig
@@ -137,7 +137,7 @@ def _value(row: dict[str, Any], key: str) -> float:
 
 
 def curves_figure(plt: Any, curves: pd.DataFrame, trials: Mapping[str, Mapping[int, int]], comp: CompareSpec) -> Any | None:
-    """Per arm, mean and +-1 sd band over seeds of the measure's quantity and of the losses."""
+    """Per arm, the mean and the range over seeds of the measure's quantity and of the losses."""
     if curves.empty:
         return None
     key, log = curve_key(comp)
@@ -151,12 +151,12 @@ def curves_figure(plt: Any, curves: pd.DataFrame, trials: Mapping[str, Mapping[i
         for ax, k in zip(axes[0], keys, strict=True):
             for col, style in (["train_loss", "--"], ["val_loss", "-"]) if k == "loss" else ([k, "-"],):
                 s = mine.assign(_y=_series(mine, col)).groupby("epoch")["_y"]
-                mean, sd = s.mean(), s.std(ddof=1).fillna(0.0)
+                mean = s.mean()
                 ax.plot(mean.index, mean.values, style, color=color, label=arm if style == "-" else None)
-                ax.fill_between(mean.index, (mean - sd).values, (mean + sd).values, color=color, alpha=0.15, lw=0)
+                ax.fill_between(mean.index, s.min().values, s.max().values, color=color, alpha=0.15, lw=0)
     for ax, k in zip(axes[0], keys, strict=True):
         label = "loss (dashed train, solid val)" if k == "loss" else k
-        ax.set(xlabel="epoch", ylabel=f"{label}, mean +- sd over seeds")
+        ax.set(xlabel="epoch", ylabel=f"{label}: mean, range over seeds")
         if k == "loss" or log:
             ax.set_yscale("log")
         ax.legend(fontsize=7)
@@ -185,6 +185,9 @@ def sections(
     else:
         key, _ = curve_key(comp)
         what = f"{key} and the losses" if key else "the losses"
-        text = f"Each arm's {what} per epoch: the mean over its seeds and a band of one standard deviation either side."
+        text = (
+            f"Each arm's {what} per epoch: the mean over its seeds (line) and their range (band); after an early stop, "
+            "over the seeds that reached that epoch."
+        )
         out.append((Section("Curves of each arm", text, figure="arm_curves"), cfig))
     return out

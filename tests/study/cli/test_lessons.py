@@ -212,4 +212,9 @@ def test_study_confirm_reruns_the_top_trials_as_nested_runs_and_ranks_them(
     assert conf_parent.data.tags[Tag.VERDICT] == v["outcome"]
     assert client.get_run(study_parent.info.run_id).data.tags[f"{Tag.CONFIRMATION}.{name}"].startswith(v["outcome"])
     assert [e.name for e in client.search_experiments() if e.name.startswith("tiny")] == ["tiny-study"]
-    assert len(study.load("tiny-study").runs()) == 5
+    assert len(study.load("tiny-study").runs()) == 5 and len(study.load(name).runs()) == 9
+    rep = run(study_cli, "report", name, cwd=workdir)  # the ranking first, with each re-run trial's curves
+    assert rep.returncode == 0, rep.stderr[-2000:]
+    titles = re.findall(r"<h2>([^<]*)</h2>", (workdir / f"{name}-report.html").read_text())
+    assert titles[:2] == ["Confirmation: the top trials on fresh seeds", "Curves of each arm"]
+    assert (workdir / f"{name}-report_figures" / "arm_curves.png").exists()
