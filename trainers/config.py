@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -208,6 +209,18 @@ class TrainConfig:
     def _default_wd(self) -> bool:
         return self.weight_decay == DEFAULT_WEIGHT_DECAY.get(self.optimizer, 0.0)
 
+    def applies(self, name: str) -> bool:
+        """Whether field `name` has any effect on a run of this configuration (`APPLIES`):
+        ``momentum`` only for momentum and nesterov, ``rho`` only for rmsprop, ... ."""
+        if name not in _FIELD_NAMES:
+            raise ValueError(f"unknown TrainConfig field {name!r}; allowed: {', '.join(_FIELD_NAMES)}")
+        rule = APPLIES.get(name)
+        return rule is None or rule(self)
+
+    def used(self) -> dict[str, Any]:
+        """`to_dict` less the fields that have no effect on this run (see `applies`)."""
+        return {k: v for k, v in self.to_dict().items() if self.applies(k)}
+
     def to_dict(self) -> dict[str, Any]:
         """Plain values (tuples as lists), suitable for JSON, YAML or MLflow params."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "tags"}
@@ -225,6 +238,32 @@ class TrainConfig:
         return cls(**d)
 
 
+#: When a field has an effect on training, for the fields that do not always have one; every
+#: other field always applies. The one definition of "a setting this run used" (queries show
+#: only those, so an Adam trial does not appear to have used momentum 0.9).
+APPLIES: dict[str, Callable[[TrainConfig], bool]] = {
+    "width": lambda c: c.depth > 0,
+    "activation": lambda c: c.depth > 0 or c.init == "auto",  # auto init follows the activation
+    "maxout_pieces": lambda c: c.depth > 0 and c.activation == "maxout",
+    "leaky_slope": lambda c: c.depth > 0 and c.activation == "leaky_relu",
+    # hidden units only; at depth 0 a dropout > 0 still switches Monte-Carlo evaluation on
+    # (K identical outputs averaged: equal up to rounding, but not bit-identical)
+    "dropout": lambda c: c.depth > 0 or c.dropout_eval == "mc",
+    "dropout_eval": lambda c: c.dropout > 0 or c.input_dropout > 0,
+    "mc_samples": lambda c: c.dropout_eval == "mc" and (c.dropout > 0 or c.input_dropout > 0),
+    "momentum": lambda c: c.optimizer in ("momentum", "nesterov"),
+    "beta1": lambda c: c.optimizer in ("adam", "adamw"),
+    "beta2": lambda c: c.optimizer in ("adam", "adamw"),
+    "rho": lambda c: c.optimizer == "rmsprop",
+    "eps": lambda c: c.optimizer in ("adagrad", "rmsprop", "adam", "adamw"),
+    "gamma": lambda c: c.schedule in ("step", "exponential", "reduce_on_plateau"),
+    "step_size": lambda c: c.schedule == "step",
+    "plateau_patience": lambda c: c.schedule == "reduce_on_plateau",
+    # every schedule, warm-up included, is floored at min_lr; a constant rate never reaches it
+    "min_lr": lambda c: c.schedule != "constant" or c.warmup_epochs > 0,
+}
+
+
 def field_names() -> tuple[str, ...]:
     """Names of the TrainConfig fields a search space may set."""
     return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "tags")
@@ -239,3 +278,6 @@ def _in_range(name: str, v: Any, lo: float, hi: float, text: str, lo_open: bool 
     ok = _is_num(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
     if not ok:
         _fail(name, v, text if text.startswith("in") else f"in {text}")
+
+
+_FIELD_NAMES = field_names()

@@ -9,7 +9,7 @@ from typing import Any
 
 from study.cli.progress import LiveProgress, QuietProgress
 from study.spec import SpecError, StudySpec, load_spec
-from study.stores.uris import STORAGE_ENV, TRACKING_ENV, is_server, mask, unmasked_tracking, with_env_defaults
+from study.stores.uris import STORAGE_ENV, TRACKING_ENV, EnvError, is_server, mask, unmasked_tracking, with_env_defaults
 
 ORDER = "first found wins: this flag, the spec, env {env}, the default"
 
@@ -20,17 +20,17 @@ def add_commands(sub: Any) -> None:
     _run_flags(launch)
     launch.set_defaults(func=run)
     resume = sub.add_parser("resume", help="continue a stopped or killed study")
-    resume.add_argument("name")
+    resume.add_argument("name", help="the study's name (as in its spec; `study list` shows them)")
     _run_flags(resume)
     resume.set_defaults(func=run)
     status = sub.add_parser("status", help="counts by state, best so far, running trials (or a submitted job's state)")
-    status.add_argument("name", nargs="?")
+    status.add_argument("name", nargs="?", help="the study's name (or use --job for a submitted job)")
     status.add_argument("--job", help="a Ray job id from `study submit`: show its state instead")
     status.add_argument("--address", help="with --job: Ray dashboard / Jobs API, http://HEAD:8265")
     status.add_argument("--storage", help=f"Optuna storage URL (default: env {STORAGE_ENV}, else .hpstudy/optuna.journal)")
     status.set_defaults(func=show_status)
     sync = sub.add_parser("sync", help="fill MLflow in from Optuna storage (after an MLflow outage); idempotent")
-    sync.add_argument("name")
+    sync.add_argument("name", help="the study's name (as in its spec; `study list` shows them)")
     sync.add_argument("--storage", help=f"Optuna storage URL (default: env {STORAGE_ENV}, else .hpstudy/optuna.journal)")
     sync.add_argument(
         "--tracking-uri",
@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         unmasked_tracking(spec.tracking_uri)  # a stored URI whose password was masked needs it again
     try:
         prep = prepare(spec)
+    except EnvError:
+        raise  # names its environment variable, not the spec
     except SpecError as e:
         source = args.spec if args.command == "launch" else f"stored spec of {args.name!r}"
         raise SpecError(f"{source}: {e}") from None

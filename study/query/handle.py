@@ -2,8 +2,15 @@
 
 Optuna storage is the source of truth for trials (state, objective values, stop reason,
 best and stopped epoch, and the full configuration, stored as JSON when the trial was asked
-for); MLflow adds its run id and every epoch's record (`curves`). A handle
-works while the study is still running; each call reads the stores afresh.
+for); MLflow adds its run id, the test-split metrics and every epoch's record (`curves`). A
+handle works while the study is still running; each call reads the stores afresh.
+
+What a trial used: the trials table shows a configuration field only where it has an effect
+on that trial (`trainers.TrainConfig.applies`: no ``momentum`` on an Adam trial; the cell is
+empty), under the field's name (``lr``, never the space's Optuna name ``lr_adaptive``). Which
+fields the search chose, as opposed to fixed, is ``trials().attrs["searched"]`` (per trial:
+the Optuna user attr ``searched``). ``test_loss``/``test_acc`` (the test split, with the
+weights the trial kept) are shown but never used to rank, select or prune.
 
     >>> import study
     >>> s = study.load("quickstart")
@@ -22,11 +29,11 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from study.record import StudyAttr, TrialAttr, TrialRecord
+from study.record import TEST_METRICS, StudyAttr, TrialAttr, TrialRecord
 from study.spec import SpecError
 from study.stores.optuna_storage import load_stored
 from study.stores.runs import RunReader, TrialRun
-from study.stores.uris import check_tracking, env_storage, unmasked_tracking
+from study.stores.uris import STORAGE_ENV, TRACKING_ENV, StorageError, TrackingError, check_tracking, from_env, unmasked_tracking
 from trainers import field_names
 
 #: Keys of per-epoch records as logged to MLflow (EpochRecord.metrics()).
@@ -37,20 +44,31 @@ FIELDS = tuple(field_names())
 SCOPES = ("best", "last")
 #: Per-trial columns of `StudyHandle.trials` read from Optuna's user attrs.
 ATTR_COLUMNS = (
-    TrialAttr.BEST_EPOCH, TrialAttr.STOPPED_EPOCH, TrialAttr.N_PARAMS, TrialAttr.SEED, TrialAttr.PRUNED_STEP,
-    TrialAttr.PRUNED_VALUE, TrialAttr.ERROR, TrialAttr.RETRY_OF,
+    TrialAttr.BEST_EPOCH, TrialAttr.STOPPED_EPOCH, TrialAttr.N_PARAMS, TrialAttr.N_PARAMS_BUDGET, TrialAttr.SEED,
+    TrialAttr.PRUNED_STEP, TrialAttr.PRUNED_VALUE, TrialAttr.ERROR, TrialAttr.RETRY_OF,
 )  # fmt: skip
+#: Said wherever test metrics are shown.
+TEST_NOTE = (
+    "test_loss/test_acc: the held-out test split, measured once with the kept weights; never used to rank, select or prune trials"
+)
 
 
 class StudyHandle:
     """A study in Optuna storage and its MLflow experiment, for querying."""
 
     def __init__(self, name: str, storage: str | None = None, tracking_uri: str | None = None) -> None:
-        storage = env_storage(storage)
+        env = os.environ.get(STORAGE_ENV) or None
         self.name = name
-        self.optuna, self.spec, self.storage_url = load_stored(name, storage)
-        uri = unmasked_tracking(tracking_uri or self.spec.tracking_uri)
-        check_tracking(uri)
+        try:
+            self.optuna, self.spec, self.storage_url = load_stored(name, storage or env)
+        except StorageError as e:
+            raise from_env(STORAGE_ENV, e) if storage is None and env else e from None
+        stored = tracking_uri or self.spec.tracking_uri
+        uri = unmasked_tracking(stored)
+        try:
+            check_tracking(uri)
+        except TrackingError as e:  # unmasked_tracking took the URI (with its password) from the environment
+            raise from_env(TRACKING_ENV, e) if uri != stored else e from None
         if uri.startswith("sqlite:///") and not os.path.isfile(uri.removeprefix("sqlite:///")):
             raise SpecError(
                 f"tracking_uri {uri!r}: no such MLflow database here (a relative path is relative to the folder the "
@@ -92,9 +110,20 @@ class StudyHandle:
         df = self._sort(df)
         df.attrs["objectives"] = self.objectives
         df.attrs["directions"] = self.directions
-        # searched fields: those that differ between trials (the per-trial seed aside)
-        df.attrs["hyperparameters"] = [f for f in FIELDS if f != "seed" and f in df and df[f].dropna().astype(str).nunique() > 1]
+        df.attrs["searched"] = df.attrs["hyperparameters"] = self._searched(df)
+        df.attrs["test_metrics"] = [c for c in TEST_METRICS if c in df and df[c].notna().any()]
+        df.attrs["notes"] = [TEST_NOTE] if df.attrs["test_metrics"] else []
         return df
+
+    def _searched(self, df: pd.DataFrame) -> list[str]:
+        """The fields the search chose in some trial, in `TrainConfig` order, as recorded per
+        trial (user attr ``searched``); for a study launched before that was recorded, the
+        fields that differ between trials (the per-trial seed aside)."""
+        column = df["searched"] if "searched" in df else pd.Series(dtype=object)
+        recorded = {f for fs in column.dropna() for f in fs}
+        if column.notna().any():
+            return [f for f in FIELDS if f in recorded]
+        return [f for f in FIELDS if f != "seed" and f in df and df[f].dropna().astype(str).nunique() > 1]
 
     def _value_columns(self) -> list[str]:
         return ["value"] if len(self.objectives) == 1 else [f"value_{i}" for i in range(len(self.objectives))]
@@ -108,15 +137,18 @@ class StudyHandle:
         for k in ATTR_COLUMNS:
             row[k] = r.attrs.get(k)
         row["gap_at_best"] = math.nan
+        row.update(dict.fromkeys(TEST_METRICS, math.nan))
         row["run_id"] = None
         if run is not None:
             row["run_id"] = run.run_id
             row["run_status"] = run.status
-            if "gap_at_best" in run.metrics:
-                row["gap_at_best"] = run.metrics["gap_at_best"]
+            for k in ("gap_at_best", *TEST_METRICS):
+                if k in run.metrics:
+                    row[k] = run.metrics[k]
         config = r.config
-        if config is not None:  # the configuration as stored when the trial was asked for
-            row.update(config.to_dict())
+        if config is not None:  # the configuration as stored when the trial was asked for, less what had no effect
+            row.update({k: (v if config.applies(k) else None) for k, v in config.to_dict().items()})
+        row["searched"] = r.searched
         for p, v in r.params.items():  # the sampled values, under Optuna's names
             row.setdefault(f"param_{p}", v)
         return row
@@ -150,6 +182,12 @@ class StudyHandle:
             at = df[["number", epoch]].merge(curves, left_on=["number", epoch], right_on=["trial", "epoch"], how="left")
             df = df.assign(value=at[metric].to_numpy())
         if where:
+            empty = [c for c in TEST_METRICS if re.search(rf"\b{c}\b", where) and not (c in df and df[c].notna().any())]
+            if empty and not df.empty:
+                raise ValueError(
+                    f"where {where!r}: no trial of {self.name!r} has {empty[0]} (its dataset has no test split: "
+                    "set dataset.test, e.g. test: 0.2, to measure one)"
+                )
             try:
                 df = df.query(where)
             except Exception as e:  # pandas raises many kinds for a bad expression
@@ -209,30 +247,36 @@ class StudyHandle:
             raise ValueError(f"evaluator must be one of {', '.join(evaluators)}, got {evaluator!r}")
         done = [t for t in self.optuna.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.params]
         if target == "objective":
-            fn = None if len(self.objectives) == 1 else (lambda t: t.values[0])
-            values = {t.number: t.values[0] for t in done}
+            values = {t.number: float(t.values[0]) for t in done}
+            direction = self.directions[0]
         else:
             df = self.trials(states=["COMPLETE"])
             if target not in df:
                 raise ValueError(
-                    f"target must be 'objective' or a trials column, got {target!r}; columns: {', '.join(df.columns)}"
+                    f"target must be 'objective' or a trials column, got {target!r}; columns: {', '.join(map(str, df.columns))}"
                 )
-            values = {
-                int(n): float(v)
-                for n, v in zip(df["number"], df[target], strict=True)
-                if v is not None and math.isfinite(float(v))
-            }
-            fn = lambda t: values[t.number]  # noqa: E731
+            values = {}
+            for n, v in zip(df["number"], df[target], strict=True):
+                try:
+                    x = float(v)
+                except (TypeError, ValueError):
+                    continue
+                if math.isfinite(x):
+                    values[int(n)] = x
+            direction = "maximize" if target.endswith("_acc") else "minimize"
         done = [t for t in done if t.number in values]
-        if len(done) < 2 or len({v for v in values.values()}) < 2:
+        if len(done) < 2 or len(set(values.values())) < 2:
             return {}
-        # a study-only view on the chosen trials, so filtered-out trials do not count
+        # A study-only view holding, for each chosen trial, its parameters and the target as its
+        # one value: the view numbers its trials afresh, so nothing is looked up by number there.
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        view = optuna.create_study(directions=self.optuna.directions)
-        view.add_trials(done)
+        view = optuna.create_study(direction=direction)
+        view.add_trials(
+            [optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=values[t.number]) for t in done]
+        )
         ev = evaluators[evaluator]()
         try:
-            return dict(optuna.importance.get_param_importances(view, evaluator=ev, target=fn))
+            return dict(optuna.importance.get_param_importances(view, evaluator=ev))
         except (RuntimeError, ValueError):
             return {}  # e.g. no parameter shared by every trial
 

@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from study.record import StudyAttr, spec_from_record, stored_spec
+from study.record import SPEC_DIR, StudyAttr, spec_from_record, stored_spec
 from study.spec import SpecError, StudySpec
 from study.stores.uris import DEFAULT_STORAGE, check_storage, file_path, journal_path, mask, resolve, scheme
 
@@ -106,6 +106,7 @@ def spec_record(spec: StudySpec) -> dict[str, Any]:
     d = spec.model_dump(mode="json")
     d["storage"] = None
     d["tracking_uri"] = mask(spec.tracking_uri)
+    d[SPEC_DIR] = spec.base_dir
     return d
 
 

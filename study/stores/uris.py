@@ -45,6 +45,15 @@ class TrackingError(SpecError):
     """A bad or unreachable tracking URI."""
 
 
+class EnvError(SpecError):
+    """A bad value given through an environment variable: the message starts with its name."""
+
+
+def from_env(var: str, e: SpecError) -> EnvError:
+    """`e`, about a value that came from environment variable `var`, saying so."""
+    return EnvError(f"environment variable {var}: {e}")
+
+
 def mask(url: str) -> str:
     """The URL with any password replaced by ``***``."""
     try:
@@ -68,15 +77,18 @@ def with_env_defaults(spec: StudySpec, storage_flag: str | None, tracking_flag: 
     spec gives one. A stored spec whose tracking URI was masked (it had a password) takes
     ``MLFLOW_TRACKING_URI`` when that is the same URI with its password."""
     changes: dict[str, str] = {}
+    env_vars: dict[str, str] = {}
     env_storage = os.environ.get(STORAGE_ENV)
     if storage_flag is None and spec.storage is None and env_storage:
         changes["storage"] = env_storage
+        env_vars["storage"] = STORAGE_ENV
     env_tracking = os.environ.get(TRACKING_ENV)
     if tracking_flag is None and env_tracking:
         given = "tracking_uri" in spec.model_fields_set
         if not given or (is_masked(spec.tracking_uri) and mask(env_tracking) == spec.tracking_uri):
             changes["tracking_uri"] = env_tracking
-    return spec.with_overrides(**changes) if changes else spec
+            env_vars["tracking_uri"] = TRACKING_ENV
+    return spec.with_overrides(**changes).with_context(env_vars=env_vars) if changes else spec
 
 
 def env_storage(storage: str | None) -> str | None:
