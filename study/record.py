@@ -104,6 +104,8 @@ class Tag:
     SYNCED = "hpstudy.synced"  # "true": written by a reconciliation from Optuna, not live
     INCOMPLETE = "hpstudy.incomplete"  # "true": some writes of this run were lost; repair it
     RESUMED_AT = "resumed_at"
+    EXPERIMENT_KIND = "mlflow.experimentKind"  # on the experiment: the MLflow UI opens its runs view
+    KIND_TRAINING = "custom_model_development"  # its value for a study (not a GenAI experiment)
     VERDICT = "verdict"  # on a comparison's parent run: supported, contradicted or inconclusive
     EFFECT = "effect"  # the headline effect, its interval: ci_low, ci_high
     CI_LOW = "ci_low"
@@ -322,7 +324,7 @@ def config_to_json(config: TrainConfig) -> dict[str, Any]:
 #: so that a resume resolves relative space and dataset paths as the launch did.
 SPEC_DIR = "spec_dir"
 #: Fields that may differ between a launch and the study already stored under its name.
-RUN_FIELDS = ("trials", "concurrency", "storage", "tracking_uri", SPEC_DIR)
+RUN_FIELDS = ("trials", "concurrency", "storage", "tracking_uri", "time_budget", SPEC_DIR)
 
 
 def stored_spec(attrs: dict[str, Any]) -> dict[str, Any] | None:

@@ -271,6 +271,9 @@ class StudySpec(_Model):
     resources: Resources = Field(default_factory=lambda: Resources.model_validate({}))
     retries: int = Field(1, ge=0, description="re-runs of a trial whose worker died")
     timeout: float | None = Field(None, gt=0, description="seconds per trial, from its start")
+    time_budget: float | None = Field(
+        None, gt=0, description="seconds for the whole run (90s, 30m, 2h or a number): no trial starts after it"
+    )
     storage: str | None = Field(None, description="Optuna storage URL; default a journal file in .hpstudy/")
     tracking_uri: str = "sqlite:///mlflow.db"
     enqueue: list[dict[str, Any]] = Field(default_factory=list, description="known parameter sets to try first")
@@ -323,6 +326,11 @@ class StudySpec(_Model):
         if not re.match(NAME_PATTERN, v):
             raise ValueError("must be 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit")
         return v
+
+    @field_validator("time_budget", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return parse_duration(v) if isinstance(v, str) else v
 
     @field_validator("pruner", mode="before")
     @classmethod
@@ -408,6 +416,18 @@ def name_seed(name: str) -> int:
     """The default study seed of study `name`: the first 4 bytes of SHA-256(name), an integer
     in [0, 2**32); the same on every machine and Python (unlike `hash`)."""
     return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:4], "big")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``"90s"``, ``"30m"``, ``"2h"``, ``"1d"`` or ``"45"`` (seconds) in seconds."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError("must be a duration such as 90s, 30m, 2h, 1d or a number of seconds")
+    return float(m.group(1)) * _UNIT_SECONDS[m.group(2) or "s"]
 
 
 def format_errors(err: ValidationError, source: str) -> str:

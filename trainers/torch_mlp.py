@@ -311,3 +311,9 @@ class TorchBackend:
     def numpy_params(self) -> list[np.ndarray]:
         """Copies of the parameters as NumPy arrays, aligned with ``MLP.params``."""
         return [p.detach().cpu().numpy().copy() for p in self.params]
+
+    def param_arrays(self) -> dict[str, np.ndarray]:
+        from trainers.backend import mlp_weight_names
+
+        params = self.numpy_params()
+        return dict(zip(mlp_weight_names(len(params)), params, strict=True))

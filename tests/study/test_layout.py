@@ -111,5 +111,7 @@ def test_mlflow_and_ray_stay_in_their_rooms(library: str, allowed: object) -> No
 
 
 def test_no_private_name_imported_across_modules() -> None:
-    bad = [(m, t, n) for m, imps in GRAPH.items() for t, names in imps for n in names if n.startswith("_") and not n.startswith("__")]
+    bad = [
+        (m, t, n) for m, imps in GRAPH.items() for t, names in imps for n in names if n.startswith("_") and not n.startswith("__")
+    ]
     assert not bad, bad
