@@ -81,6 +81,15 @@ class TuneLR(_Model):
         return v
 
 
+class ConfirmsSpec(_Model):
+    """A confirmation (``study confirm``): the arms are the top trials of tuning study
+    `study`, re-trained on fresh seeds; they are ranked by their mean measure toward `goal`
+    (`study.query.verdicts.rank`) rather than judged against a claim."""
+
+    study: str = Field(min_length=1)
+    goal: Literal["minimize", "maximize"]
+
+
 class AlsoSpec(_Model):
     """A secondary claim judged on the same arms and runs (not corrected across claims)."""
 
@@ -158,6 +167,7 @@ class CompareSpec(_Model):
     param_budget: int | None = Field(None, ge=1, description="every arm's width spends this many parameters at its depth")
     tune_lr: TuneLR | None = None
     also: list[AlsoSpec] = Field(default_factory=list)
+    confirms: ConfirmsSpec | None = None
 
     @field_validator("measure")
     @classmethod
@@ -239,6 +249,15 @@ class CompareSpec(_Model):
         keys = list(design)
         combos = [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*design.values())]
         return {_name(c): Arm(_name(c), c, self.measure) for c in combos}
+
+    @property
+    def n_runs(self) -> int:
+        """How many runs the comparison trains: every distinct arm (arms that differ only in
+        their measure share runs) at every lr of the grid on every tuning seed, then at every
+        seed of the verdict. A width derived from ``param_budget`` keeps distinct arms distinct."""
+        distinct = len({json.dumps(a.overrides, sort_keys=True) for a in self.arms().values()})
+        tune = len(self.tune_lr.grid) * self.tune_lr.seeds if self.tune_lr is not None else 0
+        return distinct * (tune + self.seeds)
 
     @property
     def seed_list(self) -> list[int]:

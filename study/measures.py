@@ -137,6 +137,11 @@ def _get(row: Mapping[str, float], key: str, text: str) -> float:
     raise ValueError(f"measure {text!r}: the history has no {key!r}; it has {', '.join(sorted(row))}")
 
 
+def key_value(row: Mapping[str, float], key: str) -> float:
+    """KEY of one epoch's record: a record field or a derived one (``gap``, ``grad_ratio``, ...)."""
+    return _get(row, key, key)
+
+
 def _best_epoch(val_loss: list[float]) -> int:
     """The loop's best epoch on ``val_loss`` (first strict improvement wins), 0 if none."""
     best, at = math.inf, 0

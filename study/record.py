@@ -90,6 +90,12 @@ class TrialAttr:
     N_PARAMS = N_PARAMS_ATTR
     SEARCHED = SEARCHED_ATTR  # the TrainConfig fields the search chose in this trial (a sorted list)
     N_PARAMS_BUDGET = BUDGET_ATTR  # the parameter budget a derived width spent (budget spaces)
+    CELL = "cell"  # a comparison's run: the key of its cell (`study.comparison.Cell.key`)
+    ARMS = "arms"  # the arms this run serves (several when arms differ only in their measure)
+    PHASE = "phase"  # "tune" (a learning-rate tuning run) or "main" (a run the verdict reads)
+    MEASURES = "measures"  # {measure: value or None}: every measure of the comparison, taken when it ends
+    MEASURE_ERRORS = "measure_errors"  # {measure: why it has no value}, only when some failed
+    CONFIRMS = "confirms"  # a confirmation run: the study whose top trial it re-trains
 
 
 #: Keys of a trial's placement (where Ray ran it), recorded as MLflow tags and as the Optuna
@@ -112,11 +118,22 @@ class Tag:
     RESUMED_AT = "resumed_at"
     EXPERIMENT_KIND = "mlflow.experimentKind"  # on the experiment: the MLflow UI opens its runs view
     KIND_TRAINING = "custom_model_development"  # its value for a study (not a GenAI experiment)
+    VERDICT = "verdict"  # on a comparison's parent run: supported, contradicted or inconclusive
+    EFFECT = "effect"  # the headline effect, its interval: ci_low, ci_high
+    CI_LOW = "ci_low"
+    CI_HIGH = "ci_high"
+    NOTE = "mlflow.note.content"  # the run's description in the MLflow UI: the verdict in a sentence
+    CONFIRMATION = "hpstudy.confirmation"  # + ".<confirmation study>" on the confirmed study's parent: its outcome
+
+
+#: The verdict's artifact on the parent run.
+VERDICT_FILE = "verdict.json"
 
 
 #: Optuna trial user attrs copied to the MLflow run's tags.
 TAGGED_ATTRS = (
     TrialAttr.STOP_REASON, TrialAttr.ERROR, TrialAttr.SEED, TrialAttr.ATTEMPT, TrialAttr.RETRY_OF, TrialAttr.RECONCILED,
+    TrialAttr.ARMS, TrialAttr.PHASE, TrialAttr.MEASURES, TrialAttr.CONFIRMS,
 )  # fmt: skip
 #: Optuna trial user attrs that are also summary metrics of the MLflow run.
 SUMMARY_ATTRS = (TrialAttr.STOPPED_EPOCH, TrialAttr.BEST_EPOCH, TrialAttr.N_PARAMS)

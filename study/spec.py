@@ -41,6 +41,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from search_spaces.yamlfile import YamlFileError, read_yaml
+from study.comparison import CompareSpec
 from trainers.data import BUILTIN, FILE_SUFFIXES, DataError, Dataset, is_file_name, load_dataset
 from trainers.user_code import UserCodeError, split_ref
 
@@ -304,6 +305,35 @@ class StudySpec(_Model):
     storage: str | None = Field(None, description="Optuna storage URL; default a journal file in .hpstudy/")
     tracking_uri: str = "sqlite:///mlflow.db"
     enqueue: list[dict[str, Any]] = Field(default_factory=list, description="known parameter sets to try first")
+    compare: CompareSpec | None = Field(None, description="a comparison (designed experiment) instead of a search")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _comparison(cls, v: Any) -> Any:
+        """A comparison never prunes and trains each of its runs once: its pruner is none and
+        its ``trials`` the number of runs its design makes (`CompareSpec.n_runs`)."""
+        if not isinstance(v, dict) or v.get("compare") is None:
+            return v
+        v = dict(v)
+        pruner = v.get("pruner", "none")
+        name = pruner.get("name") if isinstance(pruner, dict) else getattr(pruner, "name", pruner)
+        if name != "none":
+            raise ValueError(
+                f"pruner: a comparison never prunes (every run goes to its end, so the arms compare over the same "
+                f"seeds); leave pruner out or set it to none, got {name!r}"
+            )
+        v["pruner"] = "none"
+        try:
+            comp = CompareSpec.model_validate(v["compare"])
+        except ValidationError:
+            return v  # the compare field's own validation names the problem
+        if v.get("trials") not in (None, comp.n_runs):
+            raise ValueError(
+                f"trials: a comparison trains each of its {comp.n_runs} runs once (arms x seeds, plus the lr tuning "
+                f"runs); leave trials out, got {v['trials']!r}"
+            )
+        v["trials"] = comp.n_runs
+        return v
 
     #: The folder of the spec file (None: the spec did not come from a file); see the module.
     _base_dir: str | None = PrivateAttr(default=None)
@@ -388,7 +418,23 @@ class StudySpec(_Model):
             raise ValueError("give either `objective` or `objectives` (several), not both")
         if self.sampler.name == "cmaes" and self.is_multi_objective:
             raise ValueError("the cmaes sampler handles one objective; use nsga2, tpe or random for several")
+        if self.compare is not None:
+            if self.code is not None:  # its arms are TrainConfigs: a model's or trainer's own values would be lost
+                raise ValueError(
+                    f"a comparison (and `study confirm`) runs arms of TrainConfig settings on the built-in MLP; "
+                    f"a study of your own {self.code[0]} ({self.code[1]}) cannot be compared yet"
+                )
+            if self.space != "full":
+                raise ValueError(
+                    f"space: a comparison's runs are its arms over `fixed`, no space is searched; remove space ({self.space!r})"
+                )
+            if self.enqueue or self.is_multi_objective:
+                raise ValueError("a comparison runs its own arms: enqueue and objectives do not apply; remove them")
         return self
+
+    @property
+    def is_comparison(self) -> bool:
+        return self.compare is not None
 
     # -- derived ---------------------------------------------------------------------------
     @property

@@ -17,6 +17,9 @@
     study list             [--storage URL]
     study delete NAME      [--yes] [--storage URL] [--tracking-uri URI]
     study --version
+    study lessons
+    study lesson NAME|all  [--seeds N] [--dataset D] [--name STUDY] [run flags as for launch]
+    study confirm NAME     [--top K] [--seeds N] [--name STUDY] [run flags as for launch]
 
 Where the storage and the tracking URI come from, first found wins: the flag, the spec (for
 `resume`: the stored spec), the environment (``HPSTUDY_STORAGE``, ``MLFLOW_TRACKING_URI``),
@@ -34,7 +37,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from study.cli import jobs, manage, queries, runs
+from study.cli import jobs, lessons, manage, queries, runs
 from study.spec import SpecError
 from study.stores.tracker import TrackingFailure
 from study.stores.uris import STORAGE_ENV, StorageError, from_env
@@ -61,6 +64,7 @@ def parser() -> argparse.ArgumentParser:
     jobs.add_commands(sub)  # submit, logs
     queries.add_commands(sub)  # best, report, ui
     manage.add_commands(sub)  # list, delete
+    lessons.add_commands(sub)  # lessons, lesson, confirm
     return p
 
 

@@ -76,15 +76,17 @@ def delete_command(args: argparse.Namespace) -> int:
     tracking = args.tracking_uri or unmasked_tracking(spec.tracking_uri)
     check_tracking(tracking)
     uid = str(study.user_attrs.get(StudyAttr.UID, ""))
-    part = find_mlflow(tracking, args.name, uid, study.user_attrs.get(StudyAttr.PARENT_RUN))
+    confirms = spec.compare.confirms if spec.compare is not None else None
+    experiment = confirms.study if confirms is not None else args.name  # a confirmation is nested in its study's
+    part = find_mlflow(tracking, args.name, uid, study.user_attrs.get(StudyAttr.PARENT_RUN), experiment)
     n_trials = len(study.get_trials(deepcopy=False))
     if part.experiment_id is None:
-        mlflow_text = f"nothing in MLflow ({mask(tracking)}: no experiment {args.name!r})"
+        mlflow_text = f"nothing in MLflow ({mask(tracking)}: no experiment {experiment!r})"
     elif part.whole_experiment:
-        mlflow_text = f"MLflow experiment {args.name!r} and its {len(part.run_ids)} run(s) in {mask(tracking)}"
+        mlflow_text = f"MLflow experiment {experiment!r} and its {len(part.run_ids)} run(s) in {mask(tracking)}"
     else:
         mlflow_text = (
-            f"{len(part.run_ids)} run(s) of MLflow experiment {args.name!r} in {mask(tracking)} "
+            f"{len(part.run_ids)} run(s) of MLflow experiment {experiment!r} in {mask(tracking)} "
             "(the experiment holds other runs too, and stays)"
         )
     print(f"This deletes study {args.name!r}: {n_trials} trial(s) in Optuna storage {mask(url)}, and {mlflow_text}.")

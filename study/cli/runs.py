@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     """``launch`` and ``resume``. Exit code 0 when the study ran to its end (or its time
     budget) with at least one successful trial, 1 when none of its trials succeeded (the most
     common error is named), 130 when interrupted."""
+    from study.query.verdict_report import conclude, render
     from study.run import launch as launching
     from study.run.prepare import prepare
 
@@ -106,12 +107,14 @@ def run(args: argparse.Namespace) -> int:
     executor = launching.ray_executor(args.address)
     resume = args.command == "resume"
     if args.quiet:
-        result = launching.run_study(prep, resume=resume, executor=executor, listener=QuietProgress(), say=say)
+        result = launching.run_study(prep, resume=resume, executor=executor, listener=QuietProgress(), say=say, conclude=conclude)
     else:
         with LiveProgress() as live:
-            result = launching.run_study(prep, resume=resume, executor=executor, listener=live, say=say)
+            result = launching.run_study(prep, resume=resume, executor=executor, listener=live, say=say, conclude=conclude)
     cmd = launching.study_command()
     print_summary(result, spec, cmd)
+    if result.verdict is not None:  # a comparison
+        print(f"\nverdict of {spec.name}: {render(result.verdict)}")
     if not result.finished:
         print(
             f"interrupted: running trials were recorded as interrupted. Continue with: {cmd} resume {spec.name}", file=sys.stderr

@@ -88,7 +88,14 @@ class StudyHandle:
     # -- MLflow ---------------------------------------------------------------------------
     def runs(self) -> dict[int, TrialRun]:
         """The study's MLflow trial runs by trial number (the newest when a number repeats)."""
-        return self.reader.trial_runs(self.name, self.parent_run_id)
+        return self.reader.trial_runs(self.experiment, self.parent_run_id)
+
+    @property
+    def experiment(self) -> str:
+        """The MLflow experiment: the study's own, or for a confirmation the confirmed
+        study's (its parent run is nested there)."""
+        comp = self.spec.compare
+        return comp.confirms.study if comp is not None and comp.confirms is not None else self.name
 
     # -- trials ---------------------------------------------------------------------------
     def trials(self, states: Iterable[str] | None = None, *, with_runs: bool = True) -> pd.DataFrame:
@@ -325,6 +332,29 @@ class StudyHandle:
         done = [int(n) for n in trials.loc[trials["state"] == "COMPLETE", "number"] if int(n) in set(curves["trial"])]
         return pruning_audit(curves, marks, metric=metric, direction=self.directions[0], completed=done)
 
+    # -- a comparison's verdict --------------------------------------------------------------
+    def verdict(self) -> dict[str, Any]:
+        """A comparison's verdict, from its Optuna record (`study.query.verdict_report.judge`):
+        ``claim``, ``metric``, ``effect``, ``ci_low``, ``ci_high``, ``seeds``, ``outcome``, the
+        sentence ``text``, every level and secondary claim; for a confirmation, the ranking.
+        ValueError for a tuning study."""
+        from study.query.verdict_report import judge
+
+        return judge([TrialRecord.of(t) for t in self.optuna.get_trials(deepcopy=False)], self.spec)
+
+    def _verdict_sections(self, curves: pd.DataFrame) -> list[tuple[Any, Any]]:
+        comp = self.spec.compare
+        if comp is None:
+            return []
+        from study.query.verdict_report import arm_values, seeds_by_arm
+        from study.query.verdict_section import sections
+
+        records = [TrialRecord.of(t) for t in self.optuna.get_trials(deepcopy=False)]
+        v = self.verdict()
+        arms = comp.arms()
+        values = arm_values(records, comp, {a.name: a.measure for a in arms.values()})
+        return sections(v, values, seeds_by_arm(records, comp), curves, comp)
+
     # -- report -----------------------------------------------------------------------------
     def report(self, output: str | None = None, top: int = 5) -> Any:
         """Write the HTML report (default ``<name>-report.html``) and log it, with its PNG
@@ -347,6 +377,7 @@ class StudyHandle:
             monitor=monitor,
             importance=importance,
             top=top,
+            lead=self._verdict_sections(curves),
         )
         if self.parent_run_id:
             files = [(str(rep.html_path), "report"), *((str(fig), "report/figures") for fig in rep.figures)]

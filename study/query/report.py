@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,16 +246,20 @@ def build_report(
     monitor: str = "val_loss",
     importance: dict[str, float] | None = None,
     top: int = 5,
+    lead: Sequence[tuple[Section, Any]] = (),
 ) -> Report:
     """Write the report for study `name` to `out_html` and its figures as PNG beside it
     (``<stem>_figures/``). `trials` is sorted best first and has the columns of
-    `study.query.handle.StudyHandle.trials`; `curves` the long per-epoch frame."""
+    `study.query.handle.StudyHandle.trials`; `curves` the long per-epoch frame. `lead`:
+    sections (and their figures) placed first, a comparison's verdict
+    (`study.query.verdict_section`)."""
     plt = _plt()
     out = Path(out_html)
     fig_dir = out.with_name(out.stem + "_figures")
     fig_dir.mkdir(parents=True, exist_ok=True)
     report = Report(out)
     built: list[tuple[Section, Any]] = [
+        *lead,
         (_best_table(trials, objective, top), None),
         _curves(plt, trials, curves, top),
         _gap(plt, trials),

@@ -6,6 +6,8 @@
 - `samplers`: the spec's Optuna sampler and pruner; `decisions`: ask, report, tell;
 - `lease`: which drivers hold a study (one liveness rule) and the shared-study lock;
 - `driver`: the loop; `reconcile`: the one reconciliation of Optuna and MLflow (resume, sync);
+- `design`: a comparison's cells as trials (`CellDecisions`); `confirm` (`study.run.confirm.confirm`):
+  re-training a tuning study's top trials on fresh seeds;
 - `prepare`: every check before anything is written; `launch`: open the stores and drive.
 """
 

@@ -146,6 +146,11 @@ class Decisions:
         trial.report(value, epoch)
         return self.spec.pruning and trial.should_prune()
 
+    def ended(self, asked: Asked, history: dict[int, dict[str, float]], end: Ended) -> dict[str, Any]:
+        """Extra user attrs of a trial whose training ended by itself, from its whole history
+        (a comparison's measures: `study.run.design.CellDecisions`); none for a search."""
+        return {}
+
     def finish(self, asked: Asked, outcome: Outcome) -> bool:
         """Record `outcome` (user attrs, then tell). Returns True if the trial counts as
         finished, False if its parameters were enqueued to run again."""

@@ -230,7 +230,11 @@ class Driver:
             self._end(r, Outcome(StopReason.PRUNED, attrs={TrialAttr.PRUNED_STEP: epoch, TrialAttr.PRUNED_VALUE: r.value}))
 
     def _finished(self, r: RunningTrial, end: Ended) -> None:
-        attrs = {TrialAttr.BEST_EPOCH: end.best_epoch, TrialAttr.STOPPED_EPOCH: end.stopped_epoch}
+        attrs = {
+            TrialAttr.BEST_EPOCH: end.best_epoch,
+            TrialAttr.STOPPED_EPOCH: end.stopped_epoch,
+            **self.decisions.ended(r.asked, r.history, end),
+        }
         if end.n_params:  # a trainer function has a parameter count only if it reports one
             attrs[TrialAttr.N_PARAMS] = end.n_params
         reason = StopReason.from_trainer(end.reason)

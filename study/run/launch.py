@@ -29,7 +29,7 @@ import optuna
 
 from study.record import StudyAttr, TrialAttr, TrialRecord, spec_differences, stored_spec
 from study.run.code import code_mode, remember_code, worker_code
-from study.run.decisions import Decisions
+from study.run.design import Conclude, decisions_for, nest_under
 from study.run.driver import Driver, Listener
 from study.run.executor import Executor
 from study.run.lease import Lease, beats, driver_id, live_drivers
@@ -53,7 +53,8 @@ class RunResult:
     the study's figures at the end (`tally`), whether the time budget stopped it, and what
     MLflow missed: writes lost during the study (`mlflow_lost`, a lower bound: a writer
     process that died counts one, whatever it had not written yet), runs filled in from
-    Optuna at the end (`mlflow_repaired`), and whether MLflow now has every trial."""
+    Optuna at the end (`mlflow_repaired`), whether MLflow now has every trial, and what the
+    study concluded (`verdict`: a comparison's; None otherwise)."""
 
     study: optuna.Study
     finished: bool
@@ -63,6 +64,7 @@ class RunResult:
     mlflow_lost: int = 0
     mlflow_repaired: int = 0
     mlflow_complete: bool = True
+    verdict: dict[str, Any] | None = None
 
     @property
     def succeeded(self) -> int:
@@ -178,12 +180,16 @@ def run_study(
     flush_seconds: float = 2.0,
     inline_tracking: bool = False,
     retry_seconds: float = 60.0,
+    conclude: Conclude | None = None,
 ) -> RunResult:
     """Create or load the study and drive it to its target number of finished trials.
 
     MLflow is written by a `TrackerProcess`; ``inline_tracking`` writes from this thread
     instead (unit tests: no second interpreter to start). A failing MLflow write is retried
-    for up to `retry_seconds` before it is dropped (and filled in at the end)."""
+    for up to `retry_seconds` before it is dropped (and filled in at the end).
+    `conclude(study, spec)` (a comparison's verdict: `study.query.verdict_report.conclude`)
+    runs once the study has finished; what it returns is recorded on the MLflow parent run
+    and in the result."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     ex, cleanup = (executor or ray_executor(None))(prep)
     try:
@@ -212,7 +218,7 @@ def run_study(
                 sync_hint=f"{study_command()} sync {prep.spec.name}",
             )
         try:
-            return _drive(prep, study, is_new, tracker, ex, listener=listener, say=say)
+            return _drive(prep, study, is_new, tracker, ex, listener=listener, say=say, conclude=conclude)
         finally:
             tracker.close()
     finally:
@@ -228,12 +234,14 @@ def _drive(
     *,
     listener: Listener | None,
     say: Callable[[str], None],
+    conclude: Conclude | None = None,
 ) -> RunResult:
     spec = prep.spec
     attrs = study.user_attrs
     tracker.start_study(
         spec.name, optuna_storage.spec_record(spec), attrs.get(StudyAttr.PARENT_RUN), attrs.get(StudyAttr.UID, ""),
         start_time=time.time(),
+        under=nest_under(spec, prep.storage_url),
     )  # fmt: skip
     lease = Lease(study, None if is_local_file(prep.storage_url) else prep.storage_url)
     try:
@@ -248,16 +256,21 @@ def _drive(
             say(
                 f"multi-objective study ({', '.join(o.metric for o in spec.all_objectives)}): pruning is off, Optuna prunes single-objective studies only"
             )
-        decisions = Decisions(study, spec, prep.space, prep.data.n_features, prep.data.n_classes, lease)
+        decisions = decisions_for(study, spec, prep.space, prep.data, lease)
         concurrency = min(spec.concurrency or ex.capacity(), spec.trials)
         tally = Tally(study, spec, shared=lease.shared)
         driver = Driver(decisions, ex, tracker, concurrency=concurrency, listener=listener, tally=tally)
         finished = driver.run()
         tally.load()  # the final figures, every driver's trials included
+        verdict = conclude(study, spec) if finished and conclude is not None else None
+        if verdict is not None:
+            tracker.record_verdict(verdict)
         status = "FINISHED" if finished else "KILLED"
         ended = driver.ended_at or time.time()
         lost = tracker.end_study(status, tally.metrics(), tally.finished, ended)
-        result = RunResult(study, finished, driver, tally, budget_reached=driver.budget_reached, mlflow_lost=lost)
+        result = RunResult(
+            study, finished, driver, tally, budget_reached=driver.budget_reached, mlflow_lost=lost, verdict=verdict
+        )
         if lost:
             _repair_at_end(result, spec, tracker, lease, status, ended, say)
         if driver.budget_reached:
@@ -323,11 +336,14 @@ def launch(
     *,
     address: str | None = None,
     listener: Listener | None = None,
+    conclude: Conclude | None = None,
     **overrides: Any,
 ) -> RunResult:
     """Python entry point of `study launch`: a spec file, mapping or `StudySpec`, with the
     CLI's overrides (``trials=``, ``concurrency=``, ``storage=``, ``tracking_uri=``); storage
     and tracking URI fall back to ``HPSTUDY_STORAGE`` / ``MLFLOW_TRACKING_URI`` as in the CLI.
+    For a comparison pass ``conclude=study.query.verdict_report.conclude`` to state and record
+    its verdict (``study.load(name).verdict()`` computes it afterwards either way).
 
     >>> from study.run import launch
     >>> result = launch("study/examples/quickstart.yaml", trials=4)  # doctest: +SKIP
@@ -348,7 +364,7 @@ def launch(
     warning = local_storage_warning(prep.storage_url, address)
     if warning:
         say(warning)
-    return run_study(prep, executor=ray_executor(address), listener=listener, say=say)
+    return run_study(prep, executor=ray_executor(address), listener=listener, say=say, conclude=conclude)
 
 
 class _CallableModule(types.ModuleType):

@@ -19,6 +19,7 @@ import optuna
 
 from search_spaces import Draw, Space
 from study.record import CodeRecord
+from study.run.design import check_design
 from study.run.samplers import make_pruner, make_sampler
 from study.run.usercheck import check_code
 from study.spec import SpecError, StudySpec
@@ -46,6 +47,9 @@ def prepare(spec: StudySpec) -> Prepared:
     data = spec.dataset.load(spec.base_dir)
     make_sampler(spec)
     make_pruner(spec)
+    if spec.compare is not None:  # a comparison samples no space: its arms must be valid configurations
+        check_design(spec, data, url)
+        return Prepared(spec, url, space, data)
     drawn = _dry_run(spec, space, data)
     code = check_code(spec, space, data, drawn) if spec.code is not None else None
     return Prepared(spec, url, space, data, code)

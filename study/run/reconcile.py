@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 
 from study.record import StopReason, StudyAttr, TrialAttr, TrialRecord, mlflow_status, objective_metrics
 from study.run.decisions import enqueue_retry
+from study.run.design import nest_under
 from study.run.lease import Lease, beats, driver_id, is_gone, live_drivers
 from study.spec import SpecError, StudySpec
 from study.stores import optuna_storage
@@ -133,7 +134,8 @@ def sync(name: str, storage: str | None, tracking_uri: str) -> Repaired:
     parent = attrs.get(StudyAttr.PARENT_RUN)
     tracker = MlflowTracker(tracking_uri)
     try:
-        tracker.start_study(spec.name, optuna_storage.spec_record(spec), parent, attrs.get(StudyAttr.UID, ""), live=False)
+        uid = attrs.get(StudyAttr.UID, "")
+        tracker.start_study(spec.name, optuna_storage.spec_record(spec), parent, uid, live=False, under=nest_under(spec, url))
         if tracker.parent_id != parent:
             study.set_user_attr(StudyAttr.PARENT_RUN, tracker.parent_id)
         result = repair_tracking(study, spec, tracker, owned)

@@ -52,18 +52,24 @@ def _all_runs(client: Any, experiment_id: str, filter_string: str = "") -> list[
             return runs
 
 
-def find_mlflow(uri: str, name: str, uid: str, parent_run_id: str | None) -> MlflowPart:
-    """What study `name` (uid `uid`, parent run `parent_run_id`) has in the tracking store."""
+def find_mlflow(uri: str, name: str, uid: str, parent_run_id: str | None, experiment: str | None = None) -> MlflowPart:
+    """What study `name` (uid `uid`, parent run `parent_run_id`) has in the tracking store:
+    its parent run and every run nested under it, however deep (a confirmation's runs sit
+    under its own parent, nested in the confirmed study's). `experiment`: where its parent
+    run is, when not in the experiment named after it (a confirmation: the confirmed study's)."""
     client = _client(uri)
-    exp = client.get_experiment_by_name(name)
+    exp = client.get_experiment_by_name(experiment or name)
     if exp is None or exp.lifecycle_stage != "active":
         return MlflowPart(None, [], False)
     parents = {r.info.run_id for r in _all_runs(client, exp.experiment_id, f"tags.`{Tag.STUDY_UID}` = '{uid}'")} if uid else set()
     if parent_run_id:
         parents.add(parent_run_id)
     ids = [p for p in sorted(parents)]
-    for p in sorted(parents):
-        ids.extend(r.info.run_id for r in child_runs(client, exp.experiment_id, p))
+    todo = sorted(parents)
+    while todo:
+        found = [r.info.run_id for r in child_runs(client, exp.experiment_id, todo.pop())]
+        ids.extend(found)
+        todo.extend(found)
     everything = {r.info.run_id for r in _all_runs(client, exp.experiment_id)}
     ours = [i for i in ids if i in everything]
     return MlflowPart(exp.experiment_id, ours, everything <= set(ours))

@@ -24,7 +24,9 @@ locked SQLite database, a server restarting) is retried with back-off for up to
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import tempfile
 import time
@@ -35,7 +37,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from study.record import MAX_TEXT, Tag, TrialRecord, mlflow_status
+from study.record import MAX_TEXT, VERDICT_FILE, Tag, TrialRecord, mlflow_status
 from study.stores.uris import artifact_root
 
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
@@ -73,12 +75,21 @@ class Tracker(Protocol):
         uid: str,
         live: bool = True,
         start_time: float | None = None,
+        under: str | None = None,
     ) -> None:
         """Create (or reopen) the experiment and the study's parent run. ``live=False`` (a
-        reconciliation without a driver) finds or creates it without reopening it."""
+        reconciliation without a driver) finds or creates it without reopening it. ``under``:
+        nest the parent run under that run, in its experiment (a confirmation under the
+        study it confirms)."""
         ...
 
     def study_progress(self, metrics: dict[str, float], step: int, at: float | None = None) -> None: ...
+
+    def record_verdict(self, verdict: dict[str, Any]) -> None:
+        """What the study concluded, on its parent run: tags ``verdict`` (the outcome),
+        ``effect``, ``ci_low``, ``ci_high``, the sentence as the run's description, and the
+        whole dict as the artifact ``verdict.json``."""
+        ...
 
     def end_study(self, status: str, summary: dict[str, float] | None, step: int, end_time: float | None = None) -> int:
         """Flush everything and close the parent run; returns how many writes were lost (more
@@ -253,6 +264,30 @@ def run_info(run: Any) -> RunInfo:
     )  # fmt: skip
 
 
+def jsonable(x: Any) -> Any:
+    """Plain JSON: non-finite floats as null, tuples and numpy values as lists and numbers."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def verdict_tags(verdict: dict[str, Any]) -> dict[str, str]:
+    """The parent run's tags of a verdict (`Tracker.record_verdict`)."""
+    tags = {Tag.VERDICT: str(verdict.get("outcome"))}
+    for tag, key in ((Tag.EFFECT, "effect"), (Tag.CI_LOW, "ci_low"), (Tag.CI_HIGH, "ci_high")):
+        v = jsonable(verdict.get(key))
+        tags[tag] = "n/a" if v is None else f"{v:.6g}"
+    if verdict.get("text"):
+        tags[Tag.NOTE] = str(verdict["text"])[:MAX_TEXT]
+    return tags
+
+
 def _ms(when: Any) -> int | None:
     return int(when.timestamp() * 1000) if when is not None else None
 
@@ -282,6 +317,8 @@ class MlflowTracker:
         self.flush_seconds = flush_seconds
         self.experiment_id = ""
         self.parent_id = ""
+        self.name = ""
+        self.under: str | None = None  # the run this study's parent is nested under
         self.runs: dict[int, str] = {}  # trial number -> run id
         self.on_parent = on_parent
         self._metrics: dict[str, list[Any]] = defaultdict(list)
@@ -298,13 +335,18 @@ class MlflowTracker:
         uid: str,
         live: bool = True,
         start_time: float | None = None,
+        under: str | None = None,
     ) -> None:
         """The parent is tagged ``hpstudy.study_uid``, so a resume finds it even if the
         driver died before recording its id in Optuna. A new experiment keeps its artifacts
         next to a SQLite store (`study.stores.uris.artifact_root`) and opens in the MLflow UI's
-        runs view (tag ``mlflow.experimentKind``)."""
-        exp = self.client.get_experiment_by_name(name)
-        if exp is None:
+        runs view (tag ``mlflow.experimentKind``). ``under``: in that run's experiment, nested
+        under it (a confirmation's parent under the confirmed study's)."""
+        self.name, self.under = name, under
+        exp = self.client.get_experiment_by_name(name) if under is None else None
+        if under is not None:
+            self.experiment_id = self.client.get_run(under).info.experiment_id
+        elif exp is None:
             root = artifact_root(self.uri)
             self.experiment_id = self.client.create_experiment(
                 name,
@@ -327,6 +369,8 @@ class MlflowTracker:
                 self.client.set_tag(parent_run_id, Tag.RESUMED_AT, time.strftime("%Y-%m-%dT%H:%M:%S"))
         else:
             tags = {Tag.ROLE: "study", Tag.STUDY_UID: uid, **({} if live else {Tag.SYNCED: "true"})}
+            if under is not None:
+                tags[Tag.PARENT] = under
             run = self.client.create_run(self.experiment_id, start_time=_ms_at(start_time), run_name=name, tags=tags)
             self.parent_id = run.info.run_id
             self._queue_params(self.parent_id, flatten(spec))
@@ -338,6 +382,19 @@ class MlflowTracker:
 
     def study_progress(self, metrics: dict[str, float], step: int, at: float | None = None) -> None:
         self._queue_metrics(self.parent_id, metrics, step, _ms_at(at))
+
+    def record_verdict(self, verdict: dict[str, Any]) -> None:
+        """Also on the run this study is nested under (a confirmation's study): a tag
+        ``hpstudy.confirmation.<name>`` with the outcome and ``confirmations/<name>.json``."""
+        text = json.dumps(jsonable(verdict), indent=1)
+        self._queue_tags(self.parent_id, verdict_tags(verdict))
+        self._flush_run(self.parent_id)
+        self.client.log_text(self.parent_id, text, VERDICT_FILE)
+        if self.under is not None:
+            self.client.set_tag(
+                self.under, f"{Tag.CONFIRMATION}.{self.name}", f"{verdict.get('outcome')}: {verdict.get('text', '')}"[:MAX_TEXT]
+            )
+            self.client.log_text(self.under, text, f"confirmations/{self.name}.json")
 
     def end_study(self, status: str, summary: dict[str, float] | None, step: int, end_time: float | None = None) -> int:
         """Flush everything and close the parent run (FINISHED, or KILLED when interrupted)."""

@@ -356,8 +356,8 @@ class TrackerProcess:
             self._start()
             try:
                 if self._study is not None:
-                    name, spec, parent, uid, _, start = self._study
-                    self._send("start_study", name, spec, self.parent_id or parent, uid, True, start)
+                    name, spec, parent, uid, _, start, under = self._study
+                    self._send("start_study", name, spec, self.parent_id or parent, uid, True, start, under)
                 for number, (params, tags, start) in self._open.items():
                     self._send("adopt_trial", number, params, tags, start)
             except _WriterGone:
@@ -456,13 +456,17 @@ class TrackerProcess:
         uid: str,
         live: bool = True,
         start_time: float | None = None,
+        under: str | None = None,
     ) -> None:
         """Asynchronous: the parent run's id arrives later (`parent_id`, `on_parent`)."""
-        self._study = (name, spec, parent_run_id, uid, live, start_time)
-        self._call("start_study", name, spec, parent_run_id, uid, live, start_time)
+        self._study = (name, spec, parent_run_id, uid, live, start_time, under)
+        self._call("start_study", name, spec, parent_run_id, uid, live, start_time, under)
 
     def study_progress(self, metrics: dict[str, float], step: int, at: float | None = None) -> None:
         self._call("study_progress", metrics, step, at)
+
+    def record_verdict(self, verdict: dict[str, Any]) -> None:
+        self._call("record_verdict", verdict)
 
     def end_study(self, status: str, summary: dict[str, float] | None, step: int, end_time: float | None = None) -> int:
         """Returns how many writes were lost (MLflow failing, or a writer process dying)."""

@@ -13,7 +13,7 @@ from study.comparison import CompareSpec, lessons, load_lesson, parse_compare
 from study.lessons import LESSON_DIR, LESSON_NAMES
 from study.measures import measure_result, parse_measure
 from study.query.verdicts import compare
-from study.spec import DatasetSpec, StudySpec, parse_spec
+from study.spec import DatasetSpec, parse_spec
 from trainers import load_dataset, train
 
 
@@ -35,12 +35,10 @@ def test_every_lesson_has_a_file_and_every_file_is_a_lesson() -> None:
 def test_lesson_loads_and_validates(name: str) -> None:
     spec = load_lesson(name)
     assert spec["name"] == f"lesson-{name}"
-    rest = dict(spec)
-    if "compare" not in StudySpec.model_fields:  # until the study spec grows its compare field
-        rest.pop("compare")
-    study = parse_spec(rest, source=f"lesson {name}")
-    assert study.backend == "numpy" and study.concurrency == 2
+    study = parse_spec(spec, source=f"lesson {name}")
+    assert study.backend == "numpy" and study.concurrency == 2 and study.pruner.name == "none"
     comp = parse_compare(spec["compare"])
+    assert study.compare == comp and study.trials == comp.n_runs  # a comparison trains each of its runs once
     data = _dataset(spec)
     comp.check(study.fixed, (data.n_features, data.n_classes))  # every arm is a valid TrainConfig
     for j in comp.judgements():

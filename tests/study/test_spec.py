@@ -120,7 +120,7 @@ def test_bad_files(tmp_path: Path) -> None:
             "field pruner.n_warmup: unknown field; did you mean 'n_warmup_steps'?",
         ),
         ({"name": "x", "resources": {"gpu": 1}}, "field resources.gpu: unknown field; did you mean 'gpus'?"),
-        ({"name": "x", "zzz": 1}, "field zzz: unknown field; allowed: backend, concurrency, dataset"),
+        ({"name": "x", "zzz": 1}, "field zzz: unknown field; allowed: backend, compare, concurrency, dataset"),
     ],
 )
 def test_a_misspelt_field_suggests_the_right_name(data: dict, message: str) -> None:

@@ -38,6 +38,12 @@ def test_bad_code_fields_name_the_field(fields: dict[str, object], message: str)
         parse_spec({"name": "x", **fields})
 
 
+def test_a_comparison_of_user_code_is_refused() -> None:
+    compare = {"claim": "c", "factor": {"lr": [0.01, 0.1]}, "baseline": 0.01, "measure": "gap", "expect": "lower", "seeds": 2}
+    with pytest.raises(SpecError, match=r"a study of your own trainer \(t.py:trial\) cannot be compared yet"):
+        parse_spec({"name": "x", "trainer": "t.py:trial", "compare": compare, "pruner": "none"})
+
+
 def test_objective_metrics_of_each_kind_of_study() -> None:
     assert parse_spec({"name": "x", "trainer": "t.py:trial", "objective": "val_f1"}).objective.metric == "val_f1"
     assert parse_spec({"name": "x", "trainer": "t.py:trial", "objective": "val_accuracy"}).directions == ["maximize"]

@@ -216,7 +216,9 @@ DATA_CASES = {
         ("field dataset", "d.npz", "cannot load without pickle"),
     ),
     "npz without y": Case(with_data("d.npz", npz(X=np.zeros((10, 2)))), ("field dataset", "d.npz", "missing array(s) ['y']")),
-    "npz not an npz": Case(with_data("d.npz", b"not a zip file"), ("field dataset", "d.npz", "not a readable .npz file (not a zip archive")),
+    "npz not an npz": Case(
+        with_data("d.npz", b"not a zip file"), ("field dataset", "d.npz", "not a readable .npz file (not a zip archive")
+    ),
     "unknown file type": Case(with_data("d.xlsx", b"PK"), ("field dataset", "'d.xlsx'", "nor a file (.npz, .csv, .parquet)")),
     "generator argument": Case(
         {"spec.yaml": spec(**{"args: {n_samples: 200}": "args: {n_rows: 200}"})}, ("field dataset", "bad generator argument")

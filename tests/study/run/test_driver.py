@@ -55,8 +55,12 @@ class FakeTracker:
         uid: str,
         live: bool = True,
         start_time: float | None = None,
+        under: str | None = None,
     ) -> None:
         self.calls.append(("start_study", name))
+
+    def record_verdict(self, verdict: dict[str, Any]) -> None:
+        self.calls.append(("record_verdict", verdict))
 
     def study_progress(self, metrics: dict[str, float], step: int, at: float | None = None) -> None:
         self.progress.append((metrics, step))

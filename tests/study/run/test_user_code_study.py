@@ -25,8 +25,9 @@ from optuna.trial import TrialState
 import study
 from study.record import TrialRecord
 from study.run import launch as launching
+from study.run.confirm import confirmation_spec
 from study.run.prepare import prepare
-from study.spec import load_spec
+from study.spec import SpecError, load_spec
 
 pytestmark = pytest.mark.integration
 
@@ -167,6 +168,9 @@ def test_user_model_study_trains_the_users_module(ray_address: str, workdir: Pat
     assert {k: tuple(v.shape) for k, v in state.items()} == {
         "body.0.weight": (h, 6), "body.0.bias": (h,), "head.weight": (3, h), "head.bias": (3,),
     }  # fmt: skip
+    # confirm (re-training top trials as comparison arms of TrainConfigs) cannot carry the model's own values: refused
+    with pytest.raises(SpecError, match=r"runs your own model \(usermodel.py:build\): confirm .* cannot carry"):
+        confirmation_spec("um", f"journal:{workdir / 'optuna.journal'}", top=2, seeds=2)
     # queries show the user's model: its parameter as a searched column, none of the MLP's fields
     best = study.load("um", storage=f"journal:{workdir / 'optuna.journal'}").best_trials(k=4)
     assert best.attrs["searched"] == ["lr", "dropout", "hidden"]
