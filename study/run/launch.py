@@ -94,7 +94,10 @@ def study_command() -> str:
     found = shutil.which("study")
     if found and os.path.samefile(found, exe):
         return "study"
-    rel = os.path.relpath(exe)
+    try:
+        rel = os.path.relpath(exe)
+    except OSError:  # the working folder is gone (a Ray job's unpacked working_dir can be removed under it)
+        return os.path.abspath(exe) if os.path.isabs(exe) else exe
     return rel if not rel.startswith("..") else os.path.abspath(exe)
 
 

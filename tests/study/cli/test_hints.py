@@ -40,6 +40,17 @@ def test_not_on_path_the_hint_is_the_path_that_was_run(venv: Path, monkeypatch: 
     assert study_command() == str(venv / "study")
 
 
+def test_a_working_folder_removed_under_the_run_gives_the_absolute_path(venv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ray job runs in an unpacked working_dir that can be removed while the study runs."""
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.setattr(sys, "argv", [str(venv / "study")])
+    gone = venv.parent.parent / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert study_command() == str(venv / "study")
+
+
 def test_on_path_the_hint_is_study(venv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", f"{venv}{os.pathsep}/usr/bin")
     assert study_command() == "study"
