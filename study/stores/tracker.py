@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import yaml
 
 from study.record import MAX_TEXT, Tag, TrialRecord, mlflow_status
+from study.stores.mlflow_sql import fast_client
 
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
 
@@ -143,7 +144,7 @@ class MlflowTracker:
 
         quiet_mlflow()
         self.uri = uri
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client = fast_client(MlflowClient(tracking_uri=uri))  # trial runs by SQL on a database store
         self.flush_seconds = flush_seconds
         self.experiment_id = ""
         self.parent_id = ""
