@@ -66,7 +66,8 @@ def open_study(prep: Prepared, *, resume: bool) -> tuple[optuna.Study, bool]:
     """Create the study, or load it when it exists (resume, or a launch of the same spec).
     Returns (study, is_new)."""
     spec, url = prep.spec, prep.storage_url
-    names = optuna_storage.study_names(url)
+    storage = optuna_storage.open_storage(url)  # opened once: a journal is replayed once
+    names = optuna_storage.study_names(url, storage)
     exists = spec.name in names
     if resume and not exists:
         raise optuna_storage.no_such_study(spec.name, url, names)
@@ -75,7 +76,6 @@ def open_study(prep: Prepared, *, resume: bool) -> tuple[optuna.Study, bool]:
             return optuna_storage.create_study(spec, url, make_sampler(spec), make_pruner(spec)), True
         except optuna.exceptions.DuplicatedStudyError:  # another driver created it just now
             return open_study(prep, resume=resume)
-    storage = optuna_storage.open_storage(url)
     probe = optuna.load_study(study_name=spec.name, storage=storage)
     attrs = probe.user_attrs
     diff = spec_differences(stored_spec(attrs) or {}, optuna_storage.spec_record(spec))
@@ -177,6 +177,7 @@ def _drive(
                 f"not delivered (Optuna has every result). Once it is back, fill MLflow in with: study sync {spec.name}"
             )
         lease.beat(ended=True)
+        optuna_storage.save_snapshot(study)  # the next `study status` or resume reads the journal from here
         return RunResult(study, finished, driver)
     finally:
         lease.close()

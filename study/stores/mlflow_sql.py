@@ -80,11 +80,9 @@ class FastRunClient:
         self._metrics = models.SqlMetric.__table__
         self._latest = models.SqlLatestMetric.__table__
         self._locations: dict[str, str] = {}  # experiment id -> artifact location
-        if engine.dialect.name == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        self._insert = insert
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        self._insert: Any = sqlite.insert if engine.dialect.name == "sqlite" else postgresql.insert
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
