@@ -19,6 +19,11 @@ With `TrackerProcess` the writes are done by the driver's writer process, which 
 everything it was handed even if the driver is killed; a driver killed before telling Optuna
 leaves the trial RUNNING there, and ``study resume`` re-runs it and repairs its MLflow run.
 
+With ``queued > 0`` that many trials more are submitted than run at once, only when the
+executor itself holds them until a slot frees (Ray, with ``concurrency`` at the cluster's
+capacity): a slot then starts its next trial as soon as the last one returns, without
+waiting for the driver's turn; they show as queued until their `Started` event.
+
 Ctrl-C (SIGINT) or SIGTERM asks the loop to stop: running trials are cancelled and recorded
 as interrupted (re-enqueued for a resume); a second Ctrl-C stops at once.
 """
@@ -116,12 +121,14 @@ class Driver:
         concurrency: int,
         listener: Listener | None = None,
         tick: float = 0.2,
+        queued: int = 0,
     ) -> None:
         self.decisions = decisions
         self.spec = decisions.spec
         self.executor = executor
         self.tracker = tracker
         self.concurrency = concurrency
+        self.queued = queued  # trials submitted beyond `concurrency`: they wait in the executor's queue
         self.listener = listener or Listener()
         self.tick = tick
         self.running: dict[int, RunningTrial] = {}
@@ -158,7 +165,7 @@ class Driver:
         return self.decisions.target - self.decisions.counted - len(self.running)
 
     def _fill(self) -> None:
-        while len(self.running) < self.concurrency and self.remaining > 0 and not self.stop_requested:
+        while len(self.running) < self.concurrency + self.queued and self.remaining > 0 and not self.stop_requested:
             asked = self.decisions.ask()
             if asked is None:  # other drivers of this study hold or finished the rest
                 break

@@ -164,7 +164,9 @@ def _drive(
             )
         decisions = Decisions(study, spec, prep.space, prep.data.n_features, prep.data.n_classes, lease)
         concurrency = min(spec.concurrency or ex.capacity(), spec.trials)
-        driver = Driver(decisions, ex, tracker, concurrency=concurrency, listener=listener)
+        queue = getattr(ex, "queue_ahead", None)  # trials the executor can hold until a slot frees
+        queued = queue(concurrency) if queue is not None else 0
+        driver = Driver(decisions, ex, tracker, concurrency=concurrency, listener=listener, queued=queued)
         finished = driver.run()
         counted = sum(TrialRecord.of(t).counted for t in study.get_trials(deepcopy=False))
         summary = {"finished": float(counted)}

@@ -222,3 +222,18 @@ def _restore(storage: JournalStorage, snap: dict[str, Any]) -> None:
         r._trial_id_to_study_id[tid] = sid
     r._next_study_id = snap["next_study_id"]
     r.log_number_read = snap["log_number"]
+
+
+def set_trial_user_attrs(storage: JournalStorage, trial_id: int, attrs: dict[str, Any]) -> None:
+    """Several ``SET_TRIAL_USER_ATTR`` operations (one attr each, as Optuna writes them) in
+    one append, then read back as Optuna does after each of its own."""
+    from optuna.storages.journal._storage import JournalOperation
+
+    worker = storage._replay_result.worker_id
+    logs = [
+        {"op_code": JournalOperation.SET_TRIAL_USER_ATTR, "worker_id": worker, "trial_id": trial_id, "user_attr": {k: v}}
+        for k, v in attrs.items()
+    ]
+    with storage._thread_lock:
+        storage._backend.append_logs(logs)
+        storage._sync_with_backend()
