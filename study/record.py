@@ -75,6 +75,7 @@ class TrialAttr:
     BEST_EPOCH = "best_epoch"
     STOPPED_EPOCH = "stopped_epoch"
     N_PARAMS = "n_params"
+    GAP_AT_BEST = "gap_at_best"  # validation minus training loss at the best epoch (queries filter on it)
 
 
 #: Keys of a trial's placement (where Ray ran it), recorded as MLflow tags and as the Optuna

@@ -74,7 +74,7 @@ def best_command(args: argparse.Namespace) -> int:
         df = handle.best_trials(k=args.k, where=args.where, scope=args.scope)
     except ValueError as e:
         raise SpecError(str(e)) from None
-    hp = [c for c in handle.trials(with_runs=True).attrs.get("hyperparameters", []) if c in df]
+    hp = [c for c in df.attrs.get("hyperparameters", []) if c in df]  # the fields that vary among completed trials
     value_cols = [c for c in df.columns if c == "value" or c.startswith("value_")]
     cols = [c for c in (*BEST_COLUMNS[:1], *value_cols, *BEST_COLUMNS[2:], *hp, "run_id") if c in df]
     if args.json:

@@ -42,6 +42,29 @@ ATTR_COLUMNS = (
 )  # fmt: skip
 
 
+_RUN_ONLY = re.compile(r"\brun_(id|status)\b")
+
+
+def _needs_runs(where: str, df: pd.DataFrame) -> bool:
+    """Whether a `where` filter reads columns only MLflow has for these rows."""
+    if _RUN_ONLY.search(where):
+        return True
+    return "gap_at_best" in where and bool(df.get("gap_at_best", pd.Series(dtype=float)).isna().any())
+
+
+def _varying(trials: list[optuna.trial.FrozenTrial]) -> list[str]:
+    """The configuration fields whose stored value differs between `trials` (the seed aside),
+    from the stored JSON: no configuration is rebuilt."""
+    seen: dict[str, set[str]] = {f: set() for f in FIELDS if f != "seed"}
+    for t in trials:
+        config = t.user_attrs.get(TrialAttr.CONFIG)
+        if isinstance(config, dict):
+            for f, values in seen.items():
+                if len(values) < 2:
+                    values.add(repr(config.get(f)))
+    return [f for f, values in seen.items() if len(values) > 1]
+
+
 class StudyHandle:
     """A study in Optuna storage and its MLflow experiment, for querying."""
 
@@ -63,9 +86,10 @@ class StudyHandle:
         self.reader = RunReader(uri)
 
     # -- MLflow ---------------------------------------------------------------------------
-    def runs(self) -> dict[int, TrialRun]:
-        """The study's MLflow trial runs by trial number (the newest when a number repeats)."""
-        return self.reader.trial_runs(self.name, self.parent_run_id)
+    def runs(self, numbers: Iterable[int] | None = None) -> dict[int, TrialRun]:
+        """The study's MLflow trial runs by trial number (the newest when a number repeats):
+        all, or those of trials `numbers` (a few small searches instead of every page)."""
+        return self.reader.trial_runs(self.name, self.parent_run_id, numbers)
 
     # -- trials ---------------------------------------------------------------------------
     def trials(self, states: Iterable[str] | None = None, *, with_runs: bool = True) -> pd.DataFrame:
@@ -100,18 +124,26 @@ class StudyHandle:
         row.update(dict(zip(cols, values, strict=True)))
         for k in ATTR_COLUMNS:
             row[k] = r.attrs.get(k)
-        row["gap_at_best"] = math.nan
-        row["run_id"] = None
-        if run is not None:
-            row["run_id"] = run.run_id
-            row["run_status"] = run.status
-            if "gap_at_best" in run.metrics:
-                row["gap_at_best"] = run.metrics["gap_at_best"]
+        gap = r.attrs.get(TrialAttr.GAP_AT_BEST)
+        row["gap_at_best"] = float(gap) if isinstance(gap, (int, float)) else math.nan
+        row = self._row_runs(row, run)
         config = r.config
         if config is not None:  # the configuration as stored when the trial was asked for
             row.update(config.to_dict())
         for p, v in r.params.items():  # the sampled values, under Optuna's names
             row.setdefault(f"param_{p}", v)
+        return row
+
+    @staticmethod
+    def _row_runs(row: dict[str, Any], run: TrialRun | None) -> dict[str, Any]:
+        """A row's MLflow columns: run id and status, and gap_at_best when Optuna lacks it."""
+        row["run_id"] = None
+        if run is not None:
+            row["run_id"] = run.run_id
+            row["run_status"] = run.status
+            gap = row.get("gap_at_best")
+            if "gap_at_best" in run.metrics and (gap is None or math.isnan(gap)):
+                row["gap_at_best"] = run.metrics["gap_at_best"]
         return row
 
     def _sort(self, df: pd.DataFrame, column: str | None = None) -> pd.DataFrame:
@@ -135,8 +167,16 @@ class StudyHandle:
             raise ValueError(
                 f"scope={scope!r} needs a single-objective study; {self.name!r} has {len(self.objectives)} objectives"
             )
-        df = self.trials(states=["COMPLETE"])
         metric = self.objectives[0]
+        if where is None and (len(self.objectives) > 1 or scope == self.spec.objective.scope or metric == "n_params"):
+            return self._top(k)
+        # Optuna has what ranks and filters; MLflow is read for the k trials shown (a where on
+        # run_id, run_status or a gap_at_best that Optuna lacks reads every run)
+        df = self.trials(states=["COMPLETE"], with_runs=False)
+        runs_read = where is not None and _needs_runs(where, df)
+        if runs_read:
+            df = self.trials(states=["COMPLETE"])
+        attrs = dict(df.attrs)
         if len(self.objectives) == 1 and scope != self.spec.objective.scope and not df.empty and metric != "n_params":
             curves = self.curves(df["number"].tolist(), keys=[metric]).reindex(columns=["trial", "epoch", metric])
             epoch = "stopped_epoch" if scope == "last" else "best_epoch"
@@ -147,8 +187,28 @@ class StudyHandle:
                 df = df.query(where)
             except Exception as e:  # pandas raises many kinds for a bad expression
                 raise ValueError(f"where {where!r}: {e}; columns: {', '.join(map(str, df.columns))}") from None
-        df = self._sort(df)
-        return df.head(k).reset_index(drop=True)
+        df = self._sort(df).head(k).reset_index(drop=True)
+        df.attrs.update(attrs)  # objectives, directions, hyperparameters (of the completed trials)
+        return df if runs_read else self._with_runs(df)
+
+    def _top(self, k: int) -> pd.DataFrame:
+        """`best_trials` without a filter: ranked in Optuna, rows built for the `k` shown only."""
+        done = self.optuna.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        sign = -1.0 if self.directions[0] == "maximize" else 1.0
+        top = sorted(done, key=lambda t: (sign * t.values[0], t.number))[:k]
+        df = pd.DataFrame([self._row(t, None) for t in top])
+        if df.empty:
+            df = pd.DataFrame(columns=["number", "state", "stop_reason", *self._value_columns()])
+        df.attrs.update(objectives=self.objectives, directions=self.directions, hyperparameters=_varying(done))
+        return self._with_runs(df)
+
+    def _with_runs(self, df: pd.DataFrame) -> pd.DataFrame:
+        """`df` (rows of `trials(with_runs=False)`) with its trials' MLflow columns."""
+        runs = self.runs(df["number"].tolist()) if not df.empty else {}
+        rows = [self._row_runs(row, runs.get(int(row["number"]))) for row in df.to_dict("records")]
+        out = pd.DataFrame(rows, columns=list(dict.fromkeys([*df.columns, "run_id", "run_status"]))) if rows else df
+        out.attrs.update(df.attrs)
+        return out
 
     def pareto_front(self) -> pd.DataFrame:
         """The non-dominated completed trials of a multi-objective study."""

@@ -214,11 +214,15 @@ class Driver:
             self._end(r, Outcome(StopReason.PRUNED, attrs={TrialAttr.PRUNED_STEP: epoch, TrialAttr.PRUNED_VALUE: r.value}))
 
     def _finished(self, r: RunningTrial, end: Ended) -> None:
-        attrs = {
+        attrs: dict[str, Any] = {
             TrialAttr.BEST_EPOCH: end.best_epoch,
             TrialAttr.STOPPED_EPOCH: end.stopped_epoch,
             TrialAttr.N_PARAMS: end.n_params,
         }
+        at_best = r.history.get(end.best_epoch or -1, {})
+        gap = at_best.get("val_loss", math.nan) - at_best.get("train_loss", math.nan)
+        if math.isfinite(gap):  # in Optuna too: `study best --where "gap_at_best < ..."` needs no MLflow
+            attrs[TrialAttr.GAP_AT_BEST] = gap
         reason = StopReason.from_trainer(end.reason)
         if reason is StopReason.DIVERGED:
             self._end(r, Outcome(reason, message=f"loss or weights not finite at epoch {end.stopped_epoch}", attrs=attrs), end)

@@ -218,3 +218,65 @@ class FastRunClient:
                     for r in newer
                 ],
             )
+
+
+# -- reading trial runs back -------------------------------------------------------------------
+def sql_reader(uri: str) -> SqlRunReader | None:
+    """A `SqlRunReader` when `uri` is a SQLite or PostgreSQL tracking store of the MLflow
+    version this module was written for (checked without importing MLflow), else None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        major = int(version("mlflow").split(".")[0])
+    except (PackageNotFoundError, ValueError):
+        return None
+    if major != MLFLOW_MAJOR or not uri.startswith(("sqlite:///", "postgresql")):
+        return None
+    return SqlRunReader(uri)
+
+
+class SqlRunReader:
+    """A study's trial runs read from the tracking store's tables in two queries, without
+    importing MLflow (about two seconds of CPU): what ``MlflowClient.search_runs`` on the
+    parent's children gives, for the runs of the trials asked for or all of them. Deleted
+    runs are left out, as by search_runs; a NaN metric reads as NaN."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._engine: Any = None
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            import sqlalchemy
+
+            self._engine = sqlalchemy.create_engine(self.uri, poolclass=sqlalchemy.pool.NullPool)
+        return self._engine
+
+    def trial_runs(self, parent_run_id: str, numbers: Sequence[int] | None) -> list[tuple[int, str, str, int, dict[str, float]]]:
+        """(trial number, run id, status, start time, latest metrics) of each run nested under
+        `parent_run_id` that carries a trial number (of `numbers`, or any)."""
+        from sqlalchemy import bindparam, text
+
+        from study.record import Tag
+
+        query = (
+            "SELECT r.run_uuid, r.status, r.start_time, n.value FROM runs r"
+            " JOIN tags p ON p.run_uuid = r.run_uuid AND p.key = :parent_key AND p.value = :parent"
+            " JOIN tags n ON n.run_uuid = r.run_uuid AND n.key = :number_key"
+            " WHERE r.lifecycle_stage = 'active'"
+        )
+        params: dict[str, Any] = {"parent_key": Tag.PARENT, "parent": parent_run_id, "number_key": Tag.TRIAL_NUMBER}
+        stmt = text(query)
+        if numbers is not None:
+            stmt = text(query + " AND n.value IN :numbers").bindparams(bindparam("numbers", expanding=True))
+            params["numbers"] = [str(n) for n in numbers]
+        with self.engine.connect() as conn:
+            runs = [(str(uid), str(status), int(start or 0), str(n)) for uid, status, start, n in conn.execute(stmt, params)]
+            metrics: dict[str, dict[str, float]] = {uid: {} for uid, *_ in runs}
+            q = text("SELECT run_uuid, key, value, is_nan FROM latest_metrics WHERE run_uuid IN :ids")
+            q = q.bindparams(bindparam("ids", expanding=True))
+            for ids in _chunks([uid for uid, *_ in runs]):
+                for uid, key, value, is_nan in conn.execute(q, {"ids": list(ids)}):
+                    metrics[uid][key] = math.nan if is_nan else float(value)
+        return [(int(n), uid, status, start, metrics[uid]) for uid, status, start, n in runs if n.isdigit()]

@@ -65,7 +65,7 @@ def study_names(url: str | None, storage: optuna.storages.BaseStorage | None = N
     path = file_path(url)
     if storage is None and path is not None and not os.path.isfile(path):
         return []
-    return [s.study_name for s in optuna.get_all_study_summaries(storage or open_storage(url), include_best_trial=False)]
+    return [s.study_name for s in (storage or open_storage(url)).get_all_studies()]  # not the summaries: they count trials
 
 
 def no_such_study(name: str, url: str, names: list[str]) -> SpecError:

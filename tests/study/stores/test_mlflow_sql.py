@@ -86,3 +86,46 @@ def test_a_changed_param_is_refused_as_by_mlflow(tmp_path: Path, empty_mlflow_db
 def test_a_tracking_server_keeps_the_mlflow_client() -> None:
     client = MlflowClient("http://127.0.0.1:9")  # nothing is sent until a call
     assert fast_client(client) is client
+
+
+def test_trial_runs_read_from_the_tables_match_mlflows_search(tmp_path: Path, empty_mlflow_db: Path) -> None:
+    """Children of one parent only, deleted runs left out, NaN metrics, a trial with two runs
+    (both returned; the reader keeps the newest), a subset of trial numbers."""
+    from study.stores.mlflow_sql import sql_reader
+    from study.stores.runs import RunReader
+
+    shutil.copy(empty_mlflow_db, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("s")
+    parent, other = client.create_run(exp, run_name="study"), client.create_run(exp, run_name="other")
+    for n, under in ((0, parent), (1, parent), (1, parent), (2, parent), (3, other), (4, parent)):
+        run = client.create_run(
+            exp,
+            start_time=1000 + n,
+            run_name=f"trial-{n}",
+            tags={"mlflow.parentRunId": under.info.run_id, "trial_number": str(n)},
+        )
+        client.log_batch(
+            run.info.run_id, metrics=[Metric("val_loss", math.nan if n == 2 else 0.1 * n, 5, 1), Metric("objective", 0.5, 5, 1)]
+        )
+        if n == 4:
+            client.delete_run(run.info.run_id)
+    client.set_terminated(parent.info.run_id)
+    reader = sql_reader(uri)
+    assert reader is not None
+    via_sql = RunReader(uri)
+    via_mlflow = RunReader(uri)
+    via_mlflow._sql = None
+    for numbers in (None, [1, 2, 7]):
+        got, expected = (
+            via_sql.trial_runs("s", parent.info.run_id, numbers),
+            via_mlflow.trial_runs("s", parent.info.run_id, numbers),
+        )
+        nan = {n: {k: "nan" if math.isnan(v) else v for k, v in r.metrics.items()} for n, r in got.items()}
+        assert {n: (r.run_id, r.status, r.start_time) for n, r in got.items()} == {
+            n: (r.run_id, r.status, r.start_time) for n, r in expected.items()
+        }
+        assert nan == {n: {k: "nan" if math.isnan(v) else v for k, v in r.metrics.items()} for n, r in expected.items()}
+    assert sorted(via_sql.trial_runs("s", parent.info.run_id)) == [0, 1, 2]
+    assert len(reader.trial_runs(parent.info.run_id, [1])) == 2  # both runs of trial 1; the newest is kept above
