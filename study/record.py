@@ -54,6 +54,7 @@ class StudyAttr:
     UID = "hpstudy.uid"  # also the MLflow parent run's tag `Tag.STUDY_UID`
     PARENT_RUN = "hpstudy.mlflow_parent_run_id"
     BEAT = "hpstudy.beat."  # + driver id: the driver's last beat (unix time; 0 = it ended)
+    TRACKED = "hpstudy.mlflow_complete_through"  # every trial up to this number has its complete MLflow run
 
 
 class TrialAttr:

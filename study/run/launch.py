@@ -22,7 +22,7 @@ from study.run.driver import Driver, Listener
 from study.run.executor import Executor
 from study.run.lease import Lease, beats, driver_id, live_drivers
 from study.run.prepare import Prepared, prepare
-from study.run.reconcile import release_orphans, repair_tracking
+from study.run.reconcile import mark_tracked, release_orphans, repair_tracking
 from study.run.samplers import make_pruner, make_sampler
 from study.spec import SpecError, StudySpec, load_spec, parse_spec
 from study.stores import optuna_storage
@@ -150,6 +150,7 @@ def _drive(
         spec.name, optuna_storage.spec_record(spec), attrs.get(StudyAttr.PARENT_RUN), attrs.get(StudyAttr.UID, "")
     )
     lease = Lease(study, None if is_local_file(prep.storage_url) else prep.storage_url)
+    repaired = None
     try:
         if not is_new:
             left = release_orphans(study, lease)
@@ -178,6 +179,8 @@ def _drive(
                 f"MLflow ({mask(spec.tracking_uri)}) was unreachable for part of the study: {lost} write(s) were "
                 f"not delivered (Optuna has every result). Once it is back, fill MLflow in with: study sync {spec.name}"
             )
+        if not lost:
+            mark_tracked(study, lease, repaired)  # a resume checks the runs of later trials only
         lease.beat(ended=True)
         optuna_storage.save_snapshot(study)  # the next `study status` or resume reads the journal from here
         return RunResult(study, finished, driver)

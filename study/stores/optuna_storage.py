@@ -16,6 +16,9 @@ import uuid
 from typing import Any
 
 import optuna
+import optuna.storages._cached_storage  # internals used below (Optuna 5)
+import optuna.storages._rdb.storage
+import optuna.study._tell
 from optuna.trial import TrialState
 
 from study.record import StudyAttr, spec_from_record, stored_spec
@@ -140,16 +143,14 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     if isinstance(storage, optuna.storages.JournalStorage):
         journal.set_trial_user_attrs(storage, trial._trial_id, attrs)
     else:
-        from optuna.storages._cached_storage import _CachedStorage
         from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
 
-        backend = storage._backend if isinstance(storage, _CachedStorage) else storage
+        backend = storage._backend if isinstance(storage, optuna.storages._cached_storage._CachedStorage) else storage
         if not isinstance(backend, optuna.storages.RDBStorage):
             for k, v in attrs.items():
                 trial.set_user_attr(k, v)
             return
-        with _create_scoped_session(backend.scoped_session, True) as session:
+        with optuna.storages._rdb.storage._create_scoped_session(backend.scoped_session, True) as session:
             for k, v in attrs.items():
                 backend._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial._trial_id, k, v)
     trial._cached_frozen_trial.user_attrs.update(attrs)
@@ -162,6 +163,4 @@ def tell(study: optuna.Study, trial: optuna.Trial, values: list[float] | None, s
     if _optuna_major() != OPTUNA_MAJOR:
         study.tell(trial, values, state=state)
         return
-    from optuna.study._tell import _tell_with_warning
-
-    _tell_with_warning(study=study, trial=trial, value_or_values=values, state=state)
+    optuna.study._tell._tell_with_warning(study=study, trial=trial, value_or_values=values, state=state)

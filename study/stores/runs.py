@@ -17,7 +17,7 @@ from typing import Any
 
 from study.record import Tag
 from study.stores.mlflow_sql import sql_reader
-from study.stores.tracker import child_runs, quiet_mlflow
+from study.stores.tracker import child_runs, quiet_mlflow, trial_run_pages
 
 #: `RunReader.trial_runs` looks runs up one trial at a time for at most this many trials;
 #: past that, reading every page of the parent's children costs less.
@@ -90,9 +90,7 @@ class RunReader:
         return _newest(found)
 
     def _runs_of(self, experiment_id: str, parent_run_id: str, number: int) -> list[Any]:
-        """The runs of one trial (more than one when it was re-created)."""
-        where = f"tags.`{Tag.PARENT}` = '{parent_run_id}' and tags.`{Tag.TRIAL_NUMBER}` = '{number}'"
-        return list(self.client.search_runs([experiment_id], filter_string=where, max_results=100))
+        return trial_run_pages(self.client, experiment_id, parent_run_id, number)
 
     @staticmethod
     def _pool(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:

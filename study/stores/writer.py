@@ -35,7 +35,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -315,8 +315,8 @@ class TrackerProcess:
     def flush(self) -> None:
         self._call("flush")
 
-    def trial_runs(self) -> dict[int, RunInfo]:
-        return dict(self._call("trial_runs"))
+    def trial_runs(self, numbers: Sequence[int] | None = None) -> dict[int, RunInfo]:
+        return dict(self._call("trial_runs", numbers))
 
     def repair_trial(self, record: TrialRecord, metric: str | None, run: RunInfo | None) -> int:
         return int(self._call("repair_trial", record, metric, run) or 0)

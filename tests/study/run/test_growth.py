@@ -72,7 +72,7 @@ def make(tmp_path: Path, trial_fn: Callable[..., Iterator[Event]], trials: int) 
     return Driver(decisions, executor, NullTracker(), concurrency=3, tick=0.0), study  # type: ignore[arg-type]
 
 
-def launch(tiny_spec: Any, trial_fn: Callable[..., Iterator[Event]], **changes: Any) -> launching.RunResult:
+def launch(tiny_spec: Any, trial_fn: Callable[..., Iterator[Event]], resume: bool = False, **changes: Any) -> launching.RunResult:
     """The tiny study in-process with real journal storage and MLflow (written inline)."""
 
     def executor(prep: Prepared) -> tuple[InProcessExecutor, Callable[[], None]]:
@@ -80,7 +80,7 @@ def launch(tiny_spec: Any, trial_fn: Callable[..., Iterator[Event]], **changes: 
         return ex, ex.close
 
     prep = prepare(parse_spec(tiny_spec(**changes)))
-    return launching.run_study(prep, executor=executor, say=lambda m: None, inline_tracking=True)
+    return launching.run_study(prep, resume=resume, executor=executor, say=lambda m: None, inline_tracking=True)
 
 
 def held(obj: Any) -> int:
@@ -199,3 +199,43 @@ def test_the_study_status_figures_need_no_mlflow(workdir: Path, tiny_spec: Any, 
     study, spec, _ = load_stored("tiny-study", f"journal:{workdir / 'optuna.journal'}")
     s = summarize(study, spec.trials)
     assert s["finished"] == 5 and len(s["best"]) == 5
+
+
+def test_a_resume_checks_the_runs_of_trials_after_the_mark_only(
+    workdir: Path, tiny_spec: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clean end marks how far MLflow is complete; a resume looks up the runs of the trials
+    after the mark only (one by one), not every run of the study; `study sync` checks all."""
+    from mlflow.tracking import MlflowClient
+
+    from study.record import StudyAttr
+    from study.run.reconcile import sync
+    from study.stores.optuna_storage import load_stored
+
+    storage = f"journal:{workdir / 'optuna.journal'}"
+    curves = scripted(lambda n: [1.0, 0.5])
+    launch(tiny_spec, curves, trials=10)
+    study = load_stored("tiny-study", storage)[0]
+    assert study.user_attrs[StudyAttr.TRACKED] == 9
+
+    study.set_user_attr(StudyAttr.TRACKED, 6)  # as if the driver that ran 7..9 had been killed
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    runs = load("tiny-study", storage=storage).runs()
+    for n in (3, 8):  # runs lost: one before the mark, one after it
+        client.delete_run(runs[n].run_id)
+    asked: list[Any] = []
+    original = MlflowTracker.trial_runs
+
+    def counting(self: MlflowTracker, numbers: Any = None) -> Any:
+        asked.append(numbers)
+        return original(self, numbers)
+
+    monkeypatch.setattr(MlflowTracker, "trial_runs", counting)
+    launch(tiny_spec, curves, trials=12, resume=True)
+    assert asked == [[7, 8, 9]]  # the three trials after the mark, looked up one by one
+    after = load("tiny-study", storage=storage).runs()
+    assert 8 in after and 3 not in after and sorted(after) == [n for n in range(12) if n != 3]
+    assert load_stored("tiny-study", storage)[0].user_attrs[StudyAttr.TRACKED] == 11
+
+    assert sync("tiny-study", storage, f"sqlite:///{workdir / 'mlflow.db'}").created == [3]  # a sync checks every trial
+    assert sorted(load("tiny-study", storage=storage).runs()) == list(range(12))
