@@ -100,7 +100,11 @@ def _descendants() -> dict[int, tuple[str, float]]:
         fields = stat[stat.rindex(")") + 2 :].split()
         pid = int(entry)
         parent[pid] = int(fields[1])
-        kind = "writer" if "study.stores.writer" in cmd else "ray workers" if "default_worker" in cmd else "ray system"
+        kind = "ray system"  # raylet, GCS, dashboard agent, log monitor, ...
+        if "study.stores.writer" in cmd:
+            kind = "writer"
+        elif "default_worker" in cmd or (cmd.startswith("ray::") and "Agent" not in cmd):  # ray::IDLE, ray::_run_fn
+            kind = "ray workers"
         info[pid] = (kind, (int(fields[11]) + int(fields[12])) / _TICK)
     me, out = os.getpid(), {}
     for pid in info:
@@ -113,16 +117,19 @@ def _descendants() -> dict[int, tuple[str, float]]:
 
 
 class CpuMeter:
-    """CPU seconds spent during a block, by process kind: this process (the driver), the
-    MLflow writer (a reaped child), Ray's workers and Ray's own processes (raylet, GCS, ...)."""
+    """Wall time and CPU seconds spent during a block (the timed part of one run), by process
+    kind: this process (the driver), the MLflow writer (a reaped child), Ray's workers and
+    Ray's own processes (raylet, GCS, ...)."""
 
     def __enter__(self) -> CpuMeter:
+        self._t0 = time.perf_counter()
         self._self0 = time.process_time()
         self._kids0 = os.times().children_user + os.times().children_system
         self._procs0 = _descendants()
         return self
 
     def __exit__(self, *_: Any) -> None:
+        self.wall = time.perf_counter() - self._t0
         procs = _descendants()
         self.seconds: dict[str, float] = {"driver": time.process_time() - self._self0}
         kids = os.times().children_user + os.times().children_system - self._kids0
@@ -130,6 +137,9 @@ class CpuMeter:
         for pid, (kind, cpu) in procs.items():
             before = self._procs0.get(pid, (kind, 0.0))[1]
             self.seconds[kind] = self.seconds.get(kind, 0.0) + cpu - before
+
+
+CLOCK = CpuMeter()
 
 
 def empty_mlflow_db(path: Path) -> str:
@@ -168,9 +178,9 @@ def run_hpstudy(work: Path, trials: int, storage: str) -> float:
         ex = RayExecutor(p.data, trial_fn=trivial_trial)
         return ex, ex.close
 
-    t0 = time.perf_counter()
-    result = run_study(prep, executor=executor, say=lambda m: None)
-    dt = time.perf_counter() - t0
+    with CLOCK:
+        result = run_study(prep, executor=executor, say=lambda m: None)
+    dt = CLOCK.wall
     states = [t.state.name for t in result.study.get_trials(deepcopy=False)]
     assert states == ["COMPLETE"] * trials, f"not every trial completed: {collections.Counter(states)}"
     return dt
@@ -188,9 +198,9 @@ def run_optuna(work: Path, trials: int) -> float:
             trial.report(record(epoch, lr)["val_loss"], epoch)
         return record(EPOCHS, lr)["val_loss"]
 
-    t0 = time.perf_counter()
-    study.optimize(objective, n_trials=trials, n_jobs=2)
-    return time.perf_counter() - t0
+    with CLOCK:
+        study.optimize(objective, n_trials=trials, n_jobs=2)
+    return CLOCK.wall
 
 
 def tune_trainable(config: dict[str, Any]) -> None:
@@ -218,9 +228,9 @@ def run_tune(work: Path, trials: int) -> float:
             verbose=0,
         ),
     )
-    t0 = time.perf_counter()
-    results = tuner.fit()
-    dt = time.perf_counter() - t0
+    with CLOCK:
+        results = tuner.fit()
+    dt = CLOCK.wall
     assert len(results) == trials and not results.errors
     return dt
 
@@ -254,7 +264,7 @@ def main() -> None:
         for name in systems:
             if name == "ray-tune" and rep >= tune_repeats:
                 continue
-            with tempfile.TemporaryDirectory(prefix="hpbench-") as d, CpuMeter() as meter:
+            with tempfile.TemporaryDirectory(prefix="hpbench-") as d:
                 work = Path(d)
                 if name == "hpstudy":
                     dt = run_hpstudy(work, args.trials, "journal")
@@ -265,7 +275,7 @@ def main() -> None:
                 else:
                     dt = run_tune(work, args.trials)
             times[name].append(dt)
-            per = {k: v * 1000 / args.trials for k, v in meter.seconds.items() if v > 0}
+            per = {k: v * 1000 / args.trials for k, v in CLOCK.seconds.items() if v > 0}
             cpu[name].append(per)
             shown = ", ".join(f"{k} {v:.1f}" for k, v in per.items())
             print(
@@ -280,7 +290,7 @@ def main() -> None:
     print(f"{'system':>15}  {'ms/trial':>9}  runs")
     for k, v in med.items():
         print(f"{k:>15}  {v:9.1f}  " + ", ".join(f"{x * 1000 / args.trials:.1f}" for x in times[k]))
-    print("\nCPU ms per trial by process (median over runs; the whole run, set-up included):")
+    print("\nCPU ms per trial by process (median over runs; the timed part: the whole study, its start and end included):")
     for k, runs in cpu.items():
         kinds = sorted({kind for r in runs for kind in r})
         print(f"{k:>15}  " + ", ".join(f"{kind} {statistics.median(r.get(kind, 0.0) for r in runs):.1f}" for kind in kinds))

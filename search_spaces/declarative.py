@@ -14,9 +14,9 @@ from typing import Any, NoReturn
 
 from search_spaces.budget import count_params, width_for_budget
 from search_spaces.checks import DEFAULTS, FIELDS, check_value
-from search_spaces.errors import SpaceError
+from search_spaces.errors import SpaceError, did_you_mean
 from search_spaces.params import Budget, Choice, Layers, Param, Range
-from search_spaces.space import Space
+from search_spaces.space import BUDGET_ATTR, Space
 
 _MISSING = object()
 
@@ -53,7 +53,9 @@ class DeclarativeSpace(Space):
         for alone in (True, False):  # each value alone first, then with the others
             for k, v in self.fixed.items():
                 if k not in FIELDS:
-                    self._fail(f"fixed value {k!r} is not a TrainConfig field; allowed: {', '.join(sorted(FIELDS))}")
+                    self._fail(
+                        f"fixed value {k!r} is not a TrainConfig field{did_you_mean(str(k), FIELDS)}; allowed: {', '.join(sorted(FIELDS))}"
+                    )
                 problem = check_value(k, v) if alone else check_value(k, v, self.fixed, sampled)
                 if problem:
                     self._fail(f"fixed value {k}={v!r} is not allowed: {problem}")
@@ -85,7 +87,7 @@ class DeclarativeSpace(Space):
                 if name in self.fixed or name in self.aliases:
                     continue
                 self._fail(
-                    f"condition on {name!r}, which is not a parameter of this space; "
+                    f"condition on {name!r}, which is not a parameter of this space{did_you_mean(name, [*self._by_name, *self.fixed])}; "
                     f"allowed: one of the parameters {sorted(self._by_name)} or fixed values {sorted(self.fixed)}",
                     p.name,
                 )
@@ -173,7 +175,7 @@ class DeclarativeSpace(Space):
                 return False
         return True
 
-    def _sample(self, trial: Any, n_inputs: int, n_classes: int) -> dict[str, Any]:
+    def _sample(self, trial: Any, n_inputs: int, n_classes: int) -> tuple[dict[str, Any], set[str]]:
         values: dict[str, Any] = {}
         fields = dict(self.fixed)
         for p in self._order:
@@ -189,7 +191,8 @@ class DeclarativeSpace(Space):
             values[p.name] = v
             if p.field:
                 fields[p.field] = v
-        return fields
+        searched = {p.field for p in self.params if p.field and p.name in values}
+        return fields, searched
 
     def _budget_width(self, p: Budget, trial: Any, fields: dict, values: dict, n_inputs: int, n_classes: int) -> int:
         budget = p.budget if isinstance(p.budget, int) else self._lookup(p.budget, values)
@@ -213,7 +216,7 @@ class DeclarativeSpace(Space):
                 f"({n_inputs} inputs, {n_classes} classes, {pieces} piece(s)); closest: width {width} with {n}",
                 p.name,
             )
-        trial.set_user_attr("n_params_budget", budget)
+        trial.set_user_attr(BUDGET_ATTR, budget)
         return width
 
     # -- overrides and listing ----------------------------------------------------------------

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any
 
-from search_spaces.errors import SpaceError
+from search_spaces.errors import SpaceError, did_you_mean
 
 KINDS = ("float", "int", "choices", "layers", "budget")
 COMMON_KEYS = frozenset({"field", "when", "aux"})
@@ -172,11 +172,16 @@ def parse_param(name: Any, raw: Any, src: str, fields: frozenset[str]) -> Param:
         fail(f"must be a mapping with one of {', '.join(KINDS)}, got {raw!r}")
     kinds = [k for k in KINDS if k in raw]
     if len(kinds) != 1:
-        fail(f"needs exactly one of {', '.join(KINDS)}, got {kinds or sorted(raw)}")
+        options = frozenset().union(*KIND_KEYS.values())
+        others = [str(k) for k in raw if k not in COMMON_KEYS and k not in KINDS and k not in options]
+        hint = did_you_mean(others[0], KINDS) if not kinds and len(others) == 1 else ""
+        fail(f"needs exactly one of {', '.join(KINDS)}, got {kinds or sorted(raw)}{hint}")
     kind = kinds[0]
     unknown = sorted(set(raw) - COMMON_KEYS - KIND_KEYS[kind] - {kind})
     if unknown:
-        fail(f"unknown key(s) {unknown}; allowed with {kind}: {sorted(COMMON_KEYS | KIND_KEYS[kind] | {kind})}")
+        allowed = sorted(COMMON_KEYS | KIND_KEYS[kind] | {kind})
+        hint = did_you_mean(str(unknown[0]), allowed) if len(unknown) == 1 else ""
+        fail(f"unknown key(s) {unknown}{hint}; allowed with {kind}: {allowed}")
     aux = raw.get("aux", False)
     if not isinstance(aux, bool):
         fail(f"aux must be true or false, got {aux!r}")
@@ -191,7 +196,7 @@ def parse_param(name: Any, raw: Any, src: str, fields: frozenset[str]) -> Param:
         if target not in fields:
             what = f"field {target!r}" if "field" in raw else "name"
             fail(
-                f"{what} is not a TrainConfig field; allowed fields: {', '.join(sorted(fields))} "
+                f"{what} is not a TrainConfig field{did_you_mean(str(target), fields)}; allowed fields: {', '.join(sorted(fields))} "
                 "(or `field: <one of them>`, or `aux: true` for a helper parameter)"
             )
     when = _parse_when(raw.get("when", {}), fail)

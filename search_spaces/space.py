@@ -1,9 +1,12 @@
 """`Space`: what every search space offers, whether declared in YAML or written in Python.
 
 ``space.suggest(trial)`` draws one configuration from an Optuna trial and returns it as a
-validated `TrainConfig`; it also records the network's parameter count as the trial's
-``n_params`` user attribute. ``overrides`` (a study spec's ``fixed:``) win over the space:
-an overridden field is no longer sampled.
+validated `TrainConfig`; it also records on the trial, as user attributes, the network's
+parameter count (``n_params``), the `TrainConfig` fields the search chose in this trial
+(``searched``: a sorted list; every other field was fixed by the space, the spec or the
+default) and, for a width derived from a parameter budget, the budget
+(``n_params_budget``). ``overrides`` (a study spec's ``fixed:``) win over the space: an
+overridden field is no longer sampled.
 """
 
 from __future__ import annotations
@@ -15,8 +18,13 @@ from typing import Any
 
 from search_spaces.budget import count_params
 from search_spaces.checks import FIELDS
-from search_spaces.errors import SpaceError
+from search_spaces.errors import SpaceError, did_you_mean
 from trainers.config import TrainConfig
+
+#: Trial user attributes a space records (the study's record schema reads them by these names).
+N_PARAMS_ATTR = "n_params"
+SEARCHED_ATTR = "searched"
+BUDGET_ATTR = "n_params_budget"
 
 #: Inputs and classes assumed when `suggest` is not told the dataset's (those of ``digits``).
 DEFAULT_N_INPUTS = 64
@@ -49,7 +57,7 @@ class Space(ABC):
         space = self._overridden(overrides) if overrides else self
         n_in = _positive("n_inputs", DEFAULT_N_INPUTS if n_inputs is None else n_inputs)
         n_cls = _positive("n_classes", DEFAULT_N_CLASSES if n_classes is None else n_classes)
-        values = space._sample(trial, n_in, n_cls)
+        values, searched = space._sample(trial, n_in, n_cls)
         try:
             config = TrainConfig(**values)
         except (ValueError, TypeError) as e:
@@ -57,7 +65,8 @@ class Space(ABC):
                 f"{space.source}: trial {getattr(trial, 'number', '?')}: {values} is no valid TrainConfig: {e}"
             ) from e
         pieces = config.maxout_pieces if config.activation == "maxout" else 1
-        trial.set_user_attr("n_params", count_params(config.widths, n_in, n_cls, pieces))
+        trial.set_user_attr(N_PARAMS_ATTR, count_params(config.widths, n_in, n_cls, pieces))
+        trial.set_user_attr(SEARCHED_ATTR, sorted(searched))
         return config
 
     def with_fixed(self, overrides: Mapping[str, Any]) -> Space:
@@ -65,8 +74,9 @@ class Space(ABC):
         overrides = dict(overrides)
         unknown = sorted(set(overrides) - FIELDS)
         if unknown:
+            hint = did_you_mean(str(unknown[0]), FIELDS) if len(unknown) == 1 else ""
             raise SpaceError(
-                f"{self.source}: override(s) {unknown} are not TrainConfig fields; allowed: {', '.join(sorted(FIELDS))}"
+                f"{self.source}: override(s) {unknown} are not TrainConfig fields{hint}; allowed: {', '.join(sorted(FIELDS))}"
             )
         return self._with_fixed(overrides)
 
@@ -80,8 +90,9 @@ class Space(ABC):
     def _with_fixed(self, overrides: dict[str, Any]) -> Space: ...
 
     @abstractmethod
-    def _sample(self, trial: Any, n_inputs: int, n_classes: int) -> dict[str, Any]:
-        """TrainConfig keyword arguments for one trial."""
+    def _sample(self, trial: Any, n_inputs: int, n_classes: int) -> tuple[dict[str, Any], set[str]]:
+        """TrainConfig keyword arguments for one trial, and the fields among them that the
+        search chose (not fixed)."""
 
     @abstractmethod
     def describe(self) -> str:

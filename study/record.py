@@ -42,6 +42,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
+from search_spaces.space import BUDGET_ATTR, N_PARAMS_ATTR, SEARCHED_ATTR
 from study.spec import SpecError, StudySpec, parse_spec
 from trainers import TrainConfig
 
@@ -75,7 +76,9 @@ class TrialAttr:
     PRUNED_VALUE = "pruned_value"
     BEST_EPOCH = "best_epoch"
     STOPPED_EPOCH = "stopped_epoch"
-    N_PARAMS = "n_params"
+    N_PARAMS = N_PARAMS_ATTR
+    SEARCHED = SEARCHED_ATTR  # the TrainConfig fields the search chose in this trial (a sorted list)
+    N_PARAMS_BUDGET = BUDGET_ATTR  # the parameter budget a derived width spent (budget spaces)
     GAP_AT_BEST = "gap_at_best"  # validation minus training loss at the best epoch (queries filter on it)
 
 
@@ -97,6 +100,8 @@ class Tag:
     SYNCED = "hpstudy.synced"  # "true": written by a reconciliation from Optuna, not live
     INCOMPLETE = "hpstudy.incomplete"  # "true": some writes of this run were lost; repair it
     RESUMED_AT = "resumed_at"
+    EXPERIMENT_KIND = "mlflow.experimentKind"  # on the experiment: the MLflow UI opens its runs view
+    KIND_TRAINING = "custom_model_development"  # its value for a study (not a GenAI experiment)
 
 
 #: Optuna trial user attrs copied to the MLflow run's tags.
@@ -105,6 +110,9 @@ TAGGED_ATTRS = (
 )  # fmt: skip
 #: Optuna trial user attrs that are also summary metrics of the MLflow run.
 SUMMARY_ATTRS = (TrialAttr.STOPPED_EPOCH, TrialAttr.BEST_EPOCH, TrialAttr.N_PARAMS)
+#: Metrics of the held-out test split (the kept weights, measured once at the end of a trial;
+#: MLflow run metrics): shown by queries, never used to rank, select or prune trials.
+TEST_METRICS = ("test_loss", "test_acc")
 #: MLflow tag and param values are cut to this length.
 MAX_TEXT = 4000
 
@@ -233,6 +241,12 @@ class TrialRecord:
         return config_from_json(raw)
 
     @property
+    def searched(self) -> list[str] | None:
+        """The fields the search chose in this trial (None: not recorded, an older study)."""
+        v = self.attrs.get(TrialAttr.SEARCHED)
+        return [str(x) for x in v] if isinstance(v, list) else None
+
+    @property
     def seed(self) -> int | None:
         v = self.attrs.get(TrialAttr.SEED)
         return int(v) if isinstance(v, int) else None
@@ -291,8 +305,11 @@ def config_to_json(config: TrainConfig) -> dict[str, Any]:
 
 
 # -- the stored spec -----------------------------------------------------------------------------
+#: The key of the stored spec record holding the spec file's folder (`StudySpec.base_dir`),
+#: so that a resume resolves relative space and dataset paths as the launch did.
+SPEC_DIR = "spec_dir"
 #: Fields that may differ between a launch and the study already stored under its name.
-RUN_FIELDS = ("trials", "concurrency", "storage", "tracking_uri")
+RUN_FIELDS = ("trials", "concurrency", "storage", "tracking_uri", "time_budget", SPEC_DIR)
 
 
 def stored_spec(attrs: dict[str, Any]) -> dict[str, Any] | None:
@@ -312,6 +329,8 @@ def spec_from_record(name: str, record: dict[str, Any] | None, storage: str | No
         raise SpecError(f"study {name!r} in {where!r} was not launched by hpstudy (no spec recorded)")
     data = dict(record)
     data["storage"] = storage
+    base_dir = data.pop(SPEC_DIR, None)
     if data.get("objectives"):  # the record dumps the unused default `objective` too
         data.pop("objective", None)
-    return parse_spec(data, source=f"stored spec of {name!r}")
+    spec = parse_spec(data, source=f"stored spec of {name!r}")
+    return spec.with_context(base_dir=base_dir) if isinstance(base_dir, str) else spec

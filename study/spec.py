@@ -12,18 +12,29 @@ Every field has a default, so six lines are a whole study::
 Short forms: ``dataset: digits`` is ``dataset: {name: digits}``, ``pruner: median`` is
 ``pruner: {name: median}``, ``sampler: random`` is ``sampler: {name: random}`` and
 ``objective: val_acc`` is ``objective: {metric: val_acc}``. Errors are `SpecError`s naming
-the field, the value and what is allowed.
+the field, the value and what is allowed (a misspelt field name suggests the right one).
+
+``seed`` (the study seed: the sampler's seed and every trial's training seed derive from it)
+defaults to a number derived from the study's name (`name_seed`), so a study is
+reproducible, and two studies over the same space do not try the same configurations first.
+
+Relative paths in a spec file (a space file or a ``module:function`` space next to it, a
+dataset file) are resolved against the spec file's folder first (`StudySpec.base_dir`,
+recorded with the study so that ``study resume`` resolves them the same way), then against
+the working folder.
 """
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import os
 import re
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
+from search_spaces.yamlfile import YamlFileError, read_yaml
 from trainers.data import BUILTIN, FILE_SUFFIXES, DataError, Dataset, is_file_name, load_dataset
 
 #: Record fields a trial reports every epoch (``EpochRecord.metrics()``), plus per-layer
@@ -253,15 +264,31 @@ class StudySpec(_Model):
     objectives: list[ObjectiveSpec] | None = Field(None, min_length=2, description="several objectives: a multi-objective study")
     sampler: SamplerSpec = Field(default_factory=lambda: SamplerSpec.model_validate({}))
     pruner: PrunerSpec = Field(default_factory=lambda: PercentilePruner.model_validate({"name": "median"}))
-    seed: int = Field(0, ge=0, lt=2**32)
+    seed: int = Field(0, ge=0, lt=2**32, description="default: derived from the name (name_seed)")
     trials: int = Field(20, ge=1, le=1_000_000)
     concurrency: int | None = Field(None, ge=1, description="trials in flight; default: what the cluster's CPUs hold")
     resources: Resources = Field(default_factory=lambda: Resources.model_validate({}))
     retries: int = Field(1, ge=0, description="re-runs of a trial whose worker died")
     timeout: float | None = Field(None, gt=0, description="seconds per trial, from its start")
+    time_budget: float | None = Field(
+        None, gt=0, description="seconds for the whole run (90s, 30m, 2h or a number): no trial starts after it"
+    )
     storage: str | None = Field(None, description="Optuna storage URL; default a journal file in .hpstudy/")
     tracking_uri: str = "sqlite:///mlflow.db"
     enqueue: list[dict[str, Any]] = Field(default_factory=list, description="known parameter sets to try first")
+
+    #: The folder of the spec file (None: the spec did not come from a file); see the module.
+    _base_dir: str | None = PrivateAttr(default=None)
+    #: Fields whose value came from an environment variable (field -> variable name), so that
+    #: an error about the value can say where it came from.
+    _env_vars: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_seed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("seed") is None and isinstance(data.get("name"), str):
+            return {**data, "seed": name_seed(data["name"])}
+        return data
 
     @field_validator("name")
     @classmethod
@@ -269,6 +296,11 @@ class StudySpec(_Model):
         if not re.match(NAME_PATTERN, v):
             raise ValueError("must be 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit")
         return v
+
+    @field_validator("time_budget", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return parse_duration(v) if isinstance(v, str) else v
 
     @field_validator("pruner", mode="before")
     @classmethod
@@ -312,11 +344,49 @@ class StudySpec(_Model):
         """Pruning is on only for a single-objective study with a pruner other than none."""
         return not self.is_multi_objective and self.pruner.name != "none"
 
+    @property
+    def base_dir(self) -> str | None:
+        """The folder relative paths of this spec resolve against first (see the module)."""
+        return self._base_dir
+
+    def env_var(self, field: str) -> str | None:
+        """The environment variable `field`'s value came from (None: not from one)."""
+        return self._env_vars.get(field)
+
+    def with_context(self, *, base_dir: str | None = None, env_vars: dict[str, str] | None = None) -> StudySpec:
+        """A copy with the spec's folder and/or the fields set from environment variables recorded."""
+        new = self.model_copy()
+        new._base_dir = base_dir if base_dir is not None else self._base_dir
+        new._env_vars = {**self._env_vars, **(env_vars or {})}
+        return new
+
     def with_overrides(self, **changes: Any) -> StudySpec:
         """A copy with the CLI's overrides (None means keep), validated again."""
         data = self.model_dump()
-        data.update({k: v for k, v in changes.items() if v is not None})
-        return parse_spec(data, source="command line")
+        given = {k: v for k, v in changes.items() if v is not None}
+        data.update(given)
+        new = parse_spec(data, source="command line")
+        new._base_dir = self._base_dir
+        new._env_vars = {k: v for k, v in self._env_vars.items() if k not in given}
+        return new
+
+
+def name_seed(name: str) -> int:
+    """The default study seed of study `name`: the first 4 bytes of SHA-256(name), an integer
+    in [0, 2**32); the same on every machine and Python (unlike `hash`)."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:4], "big")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``"90s"``, ``"30m"``, ``"2h"``, ``"1d"`` or ``"45"`` (seconds) in seconds."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError("must be a duration such as 90s, 30m, 2h, 1d or a number of seconds")
+    return float(m.group(1)) * _UNIT_SECONDS[m.group(2) or "s"]
 
 
 def format_errors(err: ValidationError, source: str) -> str:
@@ -330,10 +400,37 @@ def format_errors(err: ValidationError, source: str) -> str:
         where = f"field {loc}" if loc else "spec"
         shown = "" if e["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
         if e["type"] == "extra_forbidden":
-            msg = "unknown field"
+            msg = "unknown field" + suggest(str(e["loc"][-1]), _known_fields(e["loc"][:-1]))
         lines.append(f"{where}: {msg}{shown}")
     head = f"{source}: " if len(lines) == 1 else f"{source}: {len(lines)} problems\n  "
     return head + "\n  ".join(lines)
+
+
+def suggest(name: str, known: list[str] | tuple[str, ...] | set[str] | frozenset[str]) -> str:
+    """``"; did you mean 'trials'?"`` for a misspelt name, else ``"; allowed: a, b, ..."``."""
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; allowed: {', '.join(sorted(known))}" if known else ""
+
+
+#: The model of each nested part of a spec, by the field that holds it.
+_PARTS: dict[str, tuple[type[BaseModel], ...]] = {
+    "dataset": (DatasetSpec,),
+    "objective": (ObjectiveSpec,),
+    "objectives": (ObjectiveSpec,),
+    "sampler": (SamplerSpec,),
+    "pruner": (NoPruner, PercentilePruner, HalvingPruner, PatientPruner),
+    "wrapped": (NoPruner, PercentilePruner, HalvingPruner),
+    "resources": (Resources,),
+}
+
+
+def _known_fields(loc: tuple[Any, ...]) -> set[str]:
+    """The field names allowed at `loc` (a pydantic error location, less the unknown name)."""
+    parts = [p for p in loc if isinstance(p, str) and not _is_union_tag(p)]
+    models: tuple[type[BaseModel], ...] = _PARTS.get(parts[-1], ()) if parts else (StudySpec,)
+    return {f for m in models for f in m.model_fields}
 
 
 def _is_union_tag(p: Any) -> bool:
@@ -353,17 +450,11 @@ def parse_spec(data: Any, *, source: str = "spec") -> StudySpec:
 
 
 def load_spec(path: str | os.PathLike[str]) -> StudySpec:
-    """Read and validate a YAML spec file (``yaml.safe_load``: no arbitrary objects)."""
+    """Read and validate a YAML spec file (`search_spaces.yamlfile`: safe, bounded) and
+    record its folder (`StudySpec.base_dir`)."""
     path = os.fspath(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise SpecError(f"spec file {path!r} does not exist") from None
-    except IsADirectoryError:
-        raise SpecError(f"spec {path!r} is a directory, not a YAML file") from None
-    except yaml.YAMLError as e:
-        raise SpecError(f"{path}: not valid YAML ({e})") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise SpecError(f"{path}: cannot read ({e})") from None
-    return parse_spec(data, source=path)
+        data = read_yaml(path, "spec")
+    except YamlFileError as e:
+        raise SpecError(str(e)) from None
+    return parse_spec(data, source=path).with_context(base_dir=os.path.dirname(os.path.abspath(path)))

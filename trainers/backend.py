@@ -58,6 +58,17 @@ class Backend(Protocol):
         """Whether every parameter is finite (divergence check)."""
         ...
 
+    def param_arrays(self) -> dict[str, np.ndarray]:
+        """Copies of the parameters as NumPy arrays, by name: ``W0, b0, W1, b1, ...`` for the
+        built-in MLP (in ``MLP.params`` order; ``W_i`` of shape (inputs, outputs): ``z = x @
+        W_i + b_i``), the state dict's names for a user module."""
+        ...
+
+
+def mlp_weight_names(n: int) -> list[str]:
+    """The names of the built-in MLP's `n` parameter arrays ``[W0, b0, W1, b1, ...]``."""
+    return [f"{'W' if i % 2 == 0 else 'b'}{i // 2}" for i in range(n)]
+
 
 def make_backend(
     config: TrainConfig,

@@ -79,6 +79,7 @@ class TrainResult:
     final: dict[str, float] = field(default_factory=dict)  # metrics of the weights kept
     test_loss: float | None = None
     test_acc: float | None = None
+    weights: dict[str, np.ndarray] | None = None  # the weights kept, by name (keep_weights=True)
 
     @property
     def best(self) -> EpochRecord | None:
@@ -140,10 +141,12 @@ def iter_train(
     threads: int | None = None,
     model: Callable[..., Any] | str | None = None,
     model_params: Mapping[str, Any] | None = None,
+    keep_weights: bool = False,
 ) -> Generator[EpochRecord, None, TrainResult]:
     """Train `config` on `data`, yielding an `EpochRecord` after every epoch.
 
-    Mini-batches are reshuffled every epoch from a generator seeded by ``config.seed``;
+    Mini-batches are reshuffled every epoch (``config.shuffle``; else one fixed order) from a
+    generator seeded by ``config.seed``;
     same config, data and seed give a bit-identical history on the same backend.
     `init_params` (a list aligned with ``MLP.params``; a state dict for a user model)
     overrides the initial weights. `model` (with ``backend="torch"``) trains a user's module
@@ -151,7 +154,8 @@ def iter_train(
     ``file.py:build`` / ``package.module:build`` reference (see `trainers.torch_module`).
     `threads`: BLAS/OpenMP (and torch) threads while the run is in progress; default
     ``OMP_NUM_THREADS`` if set, else 1 (see `resolve_threads`); pass ``threads=os.cpu_count()``
-    to use every core."""
+    to use every core. ``keep_weights=True`` returns the weights kept, by name
+    (``TrainResult.weights``; `trainers.backend.Backend.param_arrays`), so the run can be reused."""
     with blas_threads(threads, torch=backend == "torch") as n_threads, np.errstate(all="ignore"):
         net = make_backend(config, data, backend, device, init_params, threads=n_threads, model=model, model_params=model_params)
         names = tuple(getattr(net, "param_names", ()))
@@ -162,10 +166,11 @@ def iter_train(
         best_epoch, since_best, snap = 0, 0, None
         reason = "completed"
         n_train = len(data.y_train)
+        fixed_order = None if config.shuffle else shuffle.permutation(n_train)
         for epoch in range(1, config.epochs + 1):
             t0 = time.perf_counter()
             lr = plateau.lr(epoch)
-            order = shuffle.permutation(n_train)
+            order = shuffle.permutation(n_train) if fixed_order is None else fixed_order
             batch_loss, finite, grad_norm = net.fit_epoch(order, lr)
             finite = finite and net.finite_params()
             tr_loss, tr_acc, _ = net.evaluate("train")
@@ -207,6 +212,8 @@ def iter_train(
         }
         if len(data.y_test) and (reason != "diverged" or snap is not None):
             result.test_loss, result.test_acc, _ = net.evaluate("test")
+        if keep_weights:
+            result.weights = net.param_arrays()
         return result
 
 

@@ -233,6 +233,10 @@ class ModuleBackend:
             return math.nan
         return int(sum((w.abs() < SPARSITY_THRESHOLD).sum() for w in self.weights)) / self.n_weights
 
+    def param_arrays(self) -> dict[str, np.ndarray]:
+        """The module's state dict as NumPy arrays."""
+        return {k: v.detach().cpu().numpy().copy() for k, v in self.module.state_dict().items()}
+
     def snapshot(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
 

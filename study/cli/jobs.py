@@ -195,7 +195,7 @@ def add_commands(sub: Any) -> None:
     )
     submit_cmd.set_defaults(func=submit_command)
     logs = sub.add_parser("logs", help="the output of a study submitted as a Ray Job")
-    logs.add_argument("job_id")
+    logs.add_argument("job_id", help="the Ray job id `study submit` printed")
     logs.add_argument("--address", help=ADDRESS_HELP)
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends")
     logs.set_defaults(func=logs_command)

@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 from typing import Any
 
+from study.query.handle import TEST_NOTE
+from study.record import TEST_METRICS, TrialRecord
 from study.spec import SpecError
 from study.stores.uris import is_server, mask, unmasked_tracking
 
@@ -30,7 +33,7 @@ def _stores(p: argparse.ArgumentParser) -> None:
 
 def add_commands(sub: Any) -> None:
     best = sub.add_parser("best", help="the best trials, as a table or JSON")
-    best.add_argument("name")
+    best.add_argument("name", help="the study's name (as in its spec; `study list` shows them)")
     best.add_argument("-k", type=int, default=5, help="how many (default 5)")
     best.add_argument("--where", help="filter, e.g. \"gap_at_best < 0.05 and optimizer == 'adam'\"")
     best.add_argument("--scope", choices=["best", "last"], default="best", help="objective at the best or the last epoch")
@@ -38,13 +41,13 @@ def add_commands(sub: Any) -> None:
     _stores(best)
     best.set_defaults(func=best_command)
     report = sub.add_parser("report", help="write the HTML report and log it to the study's MLflow run")
-    report.add_argument("name")
+    report.add_argument("name", help="the study's name (as in its spec; `study list` shows them)")
     report.add_argument("--output", help="HTML file to write (default NAME-report.html)")
     _stores(report)
     report.set_defaults(func=report_command)
     ui = sub.add_parser("ui", help="start the MLflow UI on the study's tracking store (localhost)")
     ui.add_argument("name", nargs="?", help="study whose tracking store to open (default: sqlite:///mlflow.db)")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=int, default=5000, help="port of the MLflow UI (default 5000)")
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     _stores(ui)
     ui.set_defaults(func=ui_command)
@@ -74,30 +77,85 @@ def best_command(args: argparse.Namespace) -> int:
         df = handle.best_trials(k=args.k, where=args.where, scope=args.scope)
     except ValueError as e:
         raise SpecError(str(e)) from None
-    hp = [c for c in df.attrs.get("hyperparameters", []) if c in df]  # the fields that vary among completed trials
+    searched = [c for c in df.attrs.get("searched", []) if c in df]  # over the whole study (no second read of it)
     value_cols = [c for c in df.columns if c == "value" or c.startswith("value_")]
-    cols = [c for c in (*BEST_COLUMNS[:1], *value_cols, *BEST_COLUMNS[2:], *hp, "run_id") if c in df]
+    tests = [c for c in TEST_METRICS if c in df and df[c].notna().any()]
+    budget = ["n_params_budget"] if "n_params_budget" in df and df["n_params_budget"].notna().any() else []
+    base = [c for c in (*BEST_COLUMNS[:1], *value_cols, *BEST_COLUMNS[2:], *budget) if c in df]
     if args.json:
-        rows = [{c: _jsonable(r[c]) for c in cols} for _, r in df.iterrows()]
-        print(json.dumps(rows, indent=2, default=str))
-        return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    objective = ", ".join(handle.objectives)
-    table = Table(
-        title=f"{handle.name}: best {len(df)} by {objective}" + (f" ({args.scope} epoch)" if len(handle.objectives) == 1 else "")
-    )
-    for c in cols:
-        table.add_column(
-            c, justify="right" if c not in ("state", "stop_reason", "optimizer", "activation", "schedule", "run_id") else "left"
+        shown = {int(n) for n in df["number"]} if "number" in df else set()
+        records = {t.number: TrialRecord.of(t) for t in handle.optuna.get_trials(deepcopy=False) if t.number in shown}
+        print(
+            json.dumps(
+                [_json_row(r, base + tests + ["run_id"], records.get(int(r["number"]))) for _, r in df.iterrows()], indent=2
+            )
         )
-    for _, r in df.iterrows():
-        table.add_row(*[_fmt(r[c]) for c in cols])
-    Console(width=max(160, len(cols) * 12)).print(table)
+        return 0
+    objective = ", ".join(handle.objectives)
+    title = f"{handle.name}: best {len(df)} by {objective}" + (f" ({args.scope} epoch)" if len(handle.objectives) == 1 else "")
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    key = ["number", *value_cols]
+    print_tables(console, title, df, key, [c for c in base if c not in key] + searched + tests)
+    if searched:
+        console.print(f"searched: {', '.join(searched)} (a blank cell: no effect on that trial); every other setting was fixed")
+    if tests:
+        console.print(TEST_NOTE)
     if df.empty:
         print("no completed trial matches", file=sys.stderr)
     return 0
+
+
+def _json_row(row: Any, cols: list[str], record: TrialRecord | None) -> dict[str, Any]:
+    """One trial as JSON: the columns, every setting the trial used (`TrainConfig.used`) and
+    ``searched``, the settings the search chose (null when the study did not record them)."""
+    out = {c: _jsonable(row[c]) for c in cols if c in row}
+    config = record.config if record is not None else None
+    if config is not None:
+        out.update({k: _jsonable(v) for k, v in config.used().items() if k not in out})
+    out["searched"] = record.searched if record is not None else None
+    return out
+
+
+def print_tables(console: Any, title: str, df: Any, key: list[str], rest: list[str]) -> None:
+    """`df` as rich tables that fit the console, no cell cut: the `key` columns and ``run_id``
+    (never cut) with as many of the `rest` columns as fit beside them, in order; the columns
+    that do not fit go to further tables, each starting with the `key` columns again."""
+    run_id = ["run_id"] if "run_id" in df else []
+    groups: list[list[str]] = []
+    current = [*key, *run_id]
+    for c in rest:
+        if _width(console, df, [*current, c]) <= console.width:
+            current.insert(len(current) - len(run_id) if not groups else len(current), c)
+        else:
+            groups.append(current)
+            current = [*key, c]
+    groups.append(current)
+    for i, cols in enumerate(groups):
+        console.print(_table(df, cols, title if i == 0 else None))
+
+
+def _table(df: Any, cols: list[str], title: str | None) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for c in cols:
+        left = c in ("state", "stop_reason", "optimizer", "activation", "schedule", "loss", "init", "monitor", "run_id")
+        width = max([len(c), *(len(_fmt(v)) for v in df[c])]) if c in df else len(c)
+        table.add_column(
+            c, justify="left" if left else "right", no_wrap=True, min_width=width if c in ("run_id", "number") else None
+        )
+    for _, r in df.iterrows():
+        table.add_row(*[_fmt(r[c]) for c in cols])
+    return table
+
+
+def _width(console: Any, df: Any, cols: list[str]) -> int:
+    from rich.measure import Measurement
+
+    table = _table(df, cols, None)
+    return Measurement.get(console, console.options.update(max_width=1_000_000), table).maximum
 
 
 def _fmt(v: Any) -> str:
@@ -120,7 +178,19 @@ def report_command(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The MLflow UI server without its GenAI job runner (a Huey consumer and its workers: seven
+#: processes, about 1.9 GiB, that a study never uses); MLflow 3.17 reads this at start.
+UI_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def runs_url(base: str, experiment_id: str | None) -> str:
+    """The MLflow UI page of an experiment's runs (the trials nested under the study's run)."""
+    return f"{base}/#/experiments/{experiment_id}/runs" if experiment_id is not None else base
+
+
 def ui_command(args: argparse.Namespace) -> int:
+    """``study ui [NAME]``: MLflow's UI on the study's tracking store (job runner off), and the
+    direct URL of the study's runs."""
     uri = args.tracking_uri
     if uri is None and args.name:
         from study.stores.optuna_storage import load_stored
@@ -134,7 +204,14 @@ def ui_command(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding the MLflow UI to {args.host}: anyone who can reach this machine can read it", file=sys.stderr)
     url = f"http://{args.host}:{args.port}"
-    print(f"MLflow UI on {url} (tracking store {uri}); Ctrl-C stops it", flush=True)
+    exp_id = None
+    if args.name:
+        from study.stores.runs import RunReader
+
+        exp_id = RunReader(uri).experiment_id(args.name)
+    print(f"MLflow UI on {url} (tracking store {mask(uri)}); Ctrl-C stops it", flush=True)
+    if exp_id is not None:
+        print(f"the study's runs: {runs_url(url, exp_id)}  (expand the study's run to see its trials)", flush=True)
     cmd = [
         sys.executable,
         "-m",
@@ -150,6 +227,6 @@ def ui_command(args: argparse.Namespace) -> int:
         "1",
     ]
     try:
-        return subprocess.call(cmd)
+        return subprocess.call(cmd, env={**os.environ, **UI_ENV})
     except KeyboardInterrupt:
         return 0

@@ -9,7 +9,7 @@ from typing import Any
 
 from study.cli.progress import LiveProgress, QuietProgress
 from study.spec import SpecError, StudySpec, load_spec
-from study.stores.uris import STORAGE_ENV, TRACKING_ENV, is_server, mask, unmasked_tracking, with_env_defaults
+from study.stores.uris import STORAGE_ENV, TRACKING_ENV, EnvError, is_server, mask, unmasked_tracking, with_env_defaults
 
 ORDER = "first found wins: this flag, the spec, env {env}, the default"
 
@@ -20,17 +20,17 @@ def add_commands(sub: Any) -> None:
     _run_flags(launch)
     launch.set_defaults(func=run)
     resume = sub.add_parser("resume", help="continue a stopped or killed study")
-    resume.add_argument("name")
+    resume.add_argument("name", help="the study's name (as in its spec; `study list` shows them)")
     _run_flags(resume)
     resume.set_defaults(func=run)
     status = sub.add_parser("status", help="counts by state, best so far, running trials (or a submitted job's state)")
-    status.add_argument("name", nargs="?")
+    status.add_argument("name", nargs="?", help="the study's name (or use --job for a submitted job)")
     status.add_argument("--job", help="a Ray job id from `study submit`: show its state instead")
     status.add_argument("--address", help="with --job: Ray dashboard / Jobs API, http://HEAD:8265")
     status.add_argument("--storage", help=f"Optuna storage URL (default: env {STORAGE_ENV}, else .hpstudy/optuna.journal)")
     status.set_defaults(func=show_status)
     sync = sub.add_parser("sync", help="fill MLflow in from Optuna storage (after an MLflow outage); idempotent")
-    sync.add_argument("name")
+    sync.add_argument("name", help="the study's name (as in its spec; `study list` shows them)")
     sync.add_argument("--storage", help=f"Optuna storage URL (default: env {STORAGE_ENV}, else .hpstudy/optuna.journal)")
     sync.add_argument(
         "--tracking-uri",
@@ -57,16 +57,29 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tracking-uri", dest="tracking_uri", help=f"MLflow tracking URI ({ORDER.format(env=TRACKING_ENV)}: sqlite:///mlflow.db)"
     )
+    p.add_argument(
+        "--time-budget",
+        dest="time_budget",
+        help="no trial starts after this long (90s, 30m, 2h; overrides the spec's time_budget); running trials finish",
+    )
     p.add_argument("--quiet", action="store_true", help="one log line per trial instead of the live display")
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The spec fields the command line overrides (None: not given)."""
-    return {"trials": args.trials, "concurrency": args.concurrency, "storage": args.storage, "tracking_uri": args.tracking_uri}
+    return {
+        "trials": args.trials,
+        "concurrency": args.concurrency,
+        "storage": args.storage,
+        "tracking_uri": args.tracking_uri,
+        "time_budget": getattr(args, "time_budget", None),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
-    """``launch`` and ``resume``."""
+    """``launch`` and ``resume``. Exit code 0 when the study ran to its end (or its time
+    budget) with at least one successful trial, 1 when none of its trials succeeded (the most
+    common error is named), 130 when interrupted."""
     from study.run import launch as launching
     from study.run.prepare import prepare
 
@@ -78,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         unmasked_tracking(spec.tracking_uri)  # a stored URI whose password was masked needs it again
     try:
         prep = prepare(spec)
+    except EnvError:
+        raise  # names its environment variable, not the spec
     except SpecError as e:
         source = args.spec if args.command == "launch" else f"stored spec of {args.name!r}"
         raise SpecError(f"{source}: {e}") from None
@@ -95,29 +110,57 @@ def run(args: argparse.Namespace) -> int:
     else:
         with LiveProgress() as live:
             result = launching.run_study(prep, resume=resume, executor=executor, listener=live, say=say)
-    print_summary(result.study, spec)
+    cmd = launching.study_command()
+    print_summary(result, spec, cmd)
     if not result.finished:
         print(
-            f"interrupted: running trials were recorded as interrupted. Continue with: study resume {spec.name}", file=sys.stderr
+            f"interrupted: running trials were recorded as interrupted. Continue with: {cmd} resume {spec.name}", file=sys.stderr
         )
         return 130
+    if result.succeeded == 0:
+        print(f"error: {no_success(result, spec)}", file=sys.stderr)
+        return 1
     return 0
 
 
-def print_summary(study: Any, spec: StudySpec) -> None:
-    """What a launch prints at its end: the study's status and where to look next."""
+def no_success(result: Any, spec: StudySpec) -> str:
+    """Why a study has no successful trial: its most common error and how many had it."""
+    error = result.common_error()
+    n = result.tally.finished
+    if error is not None:
+        message, count = error
+        return (
+            f"no trial of study {spec.name!r} succeeded ({n} finished, all failed); most common error ({count} of {n}): {message}"
+        )
+    if result.budget_reached:
+        return f"no trial of study {spec.name!r} finished within its time budget"
+    return f"no trial of study {spec.name!r} succeeded ({n} finished)"
+
+
+def print_summary(result: Any, spec: StudySpec, cmd: str = "study") -> None:
+    """What a launch prints at its end: the study's status, what MLflow holds (only what is
+    true) and where to look next."""
     from study.query.status import render, summarize
 
-    print(render(summarize(study, spec.trials), ", ".join(o.metric for o in spec.all_objectives)))
+    print(render(summarize(result.study, spec.trials), ", ".join(o.metric for o in spec.all_objectives)))
     uri = mask(spec.tracking_uri)
-    if is_server(uri):
-        print(f"\nEvery epoch of every trial is in MLflow: open {uri} (experiment {spec.name!r})")
+    if not result.mlflow_complete:
+        print(f"\nMLflow ({uri}) is missing part of this study (Optuna has all of it); once MLflow works: {cmd} sync {spec.name}")
     else:
-        print(
-            f"\nEvery epoch of every trial is in MLflow. Open the UI (http://127.0.0.1:5000) with:\n"
-            f"  study ui {spec.name}        (or: mlflow ui --backend-store-uri {uri} --host 127.0.0.1)\n"
-            f"Best trials: study best {spec.name}; report: study report {spec.name}"
+        held = (
+            "Every epoch of every trial is in MLflow"
+            if not result.mlflow_lost
+            else f"Every trial is in MLflow ({result.mlflow_repaired} run(s) filled in from Optuna: objective metric only "
+            "for the epochs MLflow missed)"
         )
+        if is_server(uri):
+            print(f"\n{held}: open {uri} (experiment {spec.name!r})")
+        else:
+            print(
+                f"\n{held}. Open the UI (http://127.0.0.1:5000) with:\n"
+                f"  {cmd} ui {spec.name}        (or: mlflow ui --backend-store-uri {uri} --host 127.0.0.1)"
+            )
+    print(f"Best trials: {cmd} best {spec.name}; report: {cmd} report {spec.name}")
 
 
 def show_status(args: argparse.Namespace) -> int:

@@ -2,8 +2,15 @@
 
 Optuna storage is the source of truth for trials (state, objective values, stop reason,
 best and stopped epoch, and the full configuration, stored as JSON when the trial was asked
-for); MLflow adds its run id and every epoch's record (`curves`). A handle
-works while the study is still running; each call reads the stores afresh.
+for); MLflow adds its run id, the test-split metrics and every epoch's record (`curves`). A
+handle works while the study is still running; each call reads the stores afresh.
+
+What a trial used: the trials table shows a configuration field only where it has an effect
+on that trial (`trainers.TrainConfig.applies`: no ``momentum`` on an Adam trial; the cell is
+empty), under the field's name (``lr``, never the space's Optuna name ``lr_adaptive``). Which
+fields the search chose, as opposed to fixed, is ``trials().attrs["searched"]`` (per trial:
+the Optuna user attr ``searched``). ``test_loss``/``test_acc`` (the test split, with the
+weights the trial kept) are shown but never used to rank, select or prune.
 
     >>> import study
     >>> s = study.load("quickstart")
@@ -22,11 +29,11 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from study.record import StudyAttr, TrialAttr, TrialRecord
+from study.record import TEST_METRICS, StudyAttr, TrialAttr, TrialRecord
 from study.spec import SpecError
 from study.stores.optuna_storage import load_stored
 from study.stores.runs import RunReader, TrialRun
-from study.stores.uris import check_tracking, env_storage, unmasked_tracking
+from study.stores.uris import STORAGE_ENV, TRACKING_ENV, StorageError, TrackingError, check_tracking, from_env, unmasked_tracking
 from trainers import field_names
 
 #: Keys of per-epoch records as logged to MLflow (EpochRecord.metrics()).
@@ -37,12 +44,16 @@ FIELDS = tuple(field_names())
 SCOPES = ("best", "last")
 #: Per-trial columns of `StudyHandle.trials` read from Optuna's user attrs.
 ATTR_COLUMNS = (
-    TrialAttr.BEST_EPOCH, TrialAttr.STOPPED_EPOCH, TrialAttr.N_PARAMS, TrialAttr.SEED, TrialAttr.PRUNED_STEP,
-    TrialAttr.PRUNED_VALUE, TrialAttr.ERROR, TrialAttr.RETRY_OF,
+    TrialAttr.BEST_EPOCH, TrialAttr.STOPPED_EPOCH, TrialAttr.N_PARAMS, TrialAttr.N_PARAMS_BUDGET, TrialAttr.SEED,
+    TrialAttr.PRUNED_STEP, TrialAttr.PRUNED_VALUE, TrialAttr.ERROR, TrialAttr.RETRY_OF,
 )  # fmt: skip
+#: Said wherever test metrics are shown.
+TEST_NOTE = (
+    "test_loss/test_acc: the held-out test split, measured once with the kept weights; never used to rank, select or prune trials"
+)
 
 
-_RUN_ONLY = re.compile(r"\brun_(id|status)\b")
+_RUN_ONLY = re.compile(r"\b(run_id|run_status|" + "|".join(TEST_METRICS) + r")\b")
 
 
 def _needs_runs(where: str, df: pd.DataFrame) -> bool:
@@ -52,16 +63,23 @@ def _needs_runs(where: str, df: pd.DataFrame) -> bool:
     return "gap_at_best" in where and bool(df.get("gap_at_best", pd.Series(dtype=float)).isna().any())
 
 
-def _varying(trials: list[optuna.trial.FrozenTrial]) -> list[str]:
-    """The configuration fields whose stored value differs between `trials` (the seed aside),
-    from the stored JSON: no configuration is rebuilt."""
+def _searched_in(trials: list[optuna.trial.FrozenTrial]) -> list[str]:
+    """`StudyHandle.trials`' ``searched`` from the stored attrs alone (no configuration
+    rebuilt): the fields recorded as searched in some trial, else those whose stored value
+    differs between trials (the seed aside)."""
+    recorded: set[str] = set()
     seen: dict[str, set[str]] = {f: set() for f in FIELDS if f != "seed"}
     for t in trials:
+        fields = t.user_attrs.get(TrialAttr.SEARCHED)
+        if isinstance(fields, list):
+            recorded.update(str(f) for f in fields)
         config = t.user_attrs.get(TrialAttr.CONFIG)
         if isinstance(config, dict):
             for f, values in seen.items():
                 if len(values) < 2:
                     values.add(repr(config.get(f)))
+    if recorded:
+        return [f for f in FIELDS if f in recorded]
     return [f for f, values in seen.items() if len(values) > 1]
 
 
@@ -69,11 +87,18 @@ class StudyHandle:
     """A study in Optuna storage and its MLflow experiment, for querying."""
 
     def __init__(self, name: str, storage: str | None = None, tracking_uri: str | None = None) -> None:
-        storage = env_storage(storage)
+        env = os.environ.get(STORAGE_ENV) or None
         self.name = name
-        self.optuna, self.spec, self.storage_url = load_stored(name, storage)
-        uri = unmasked_tracking(tracking_uri or self.spec.tracking_uri)
-        check_tracking(uri)
+        try:
+            self.optuna, self.spec, self.storage_url = load_stored(name, storage or env)
+        except StorageError as e:
+            raise from_env(STORAGE_ENV, e) if storage is None and env else e from None
+        stored = tracking_uri or self.spec.tracking_uri
+        uri = unmasked_tracking(stored)
+        try:
+            check_tracking(uri)
+        except TrackingError as e:  # unmasked_tracking took the URI (with its password) from the environment
+            raise from_env(TRACKING_ENV, e) if uri != stored else e from None
         if uri.startswith("sqlite:///") and not os.path.isfile(uri.removeprefix("sqlite:///")):
             raise SpecError(
                 f"tracking_uri {uri!r}: no such MLflow database here (a relative path is relative to the folder the "
@@ -109,9 +134,20 @@ class StudyHandle:
         df = self._sort(df)
         df.attrs["objectives"] = self.objectives
         df.attrs["directions"] = self.directions
-        # searched fields: those that differ between trials (the per-trial seed aside)
-        df.attrs["hyperparameters"] = [f for f in FIELDS if f != "seed" and f in df and df[f].dropna().astype(str).nunique() > 1]
+        df.attrs["searched"] = df.attrs["hyperparameters"] = self._searched(df)
+        df.attrs["test_metrics"] = [c for c in TEST_METRICS if c in df and df[c].notna().any()]
+        df.attrs["notes"] = [TEST_NOTE] if df.attrs["test_metrics"] else []
         return df
+
+    def _searched(self, df: pd.DataFrame) -> list[str]:
+        """The fields the search chose in some trial, in `TrainConfig` order, as recorded per
+        trial (user attr ``searched``); for a study launched before that was recorded, the
+        fields that differ between trials (the per-trial seed aside)."""
+        column = df["searched"] if "searched" in df else pd.Series(dtype=object)
+        recorded = {f for fs in column.dropna() for f in fs}
+        if column.notna().any():
+            return [f for f in FIELDS if f in recorded]
+        return [f for f in FIELDS if f != "seed" and f in df and df[f].dropna().astype(str).nunique() > 1]
 
     def _value_columns(self) -> list[str]:
         return ["value"] if len(self.objectives) == 1 else [f"value_{i}" for i in range(len(self.objectives))]
@@ -124,23 +160,29 @@ class StudyHandle:
         row.update(dict(zip(cols, values, strict=True)))
         for k in ATTR_COLUMNS:
             row[k] = r.attrs.get(k)
-        gap = r.attrs.get(TrialAttr.GAP_AT_BEST)
+        gap = r.attrs.get(TrialAttr.GAP_AT_BEST)  # in Optuna since issue 15; else from the run
         row["gap_at_best"] = float(gap) if isinstance(gap, (int, float)) else math.nan
+        row.update(dict.fromkeys(TEST_METRICS, math.nan))
         row = self._row_runs(row, run)
         config = r.config
-        if config is not None:  # the configuration as stored when the trial was asked for
-            row.update(config.to_dict())
+        if config is not None:  # the configuration as stored when the trial was asked for, less what had no effect
+            row.update({k: (v if config.applies(k) else None) for k, v in config.to_dict().items()})
+        row["searched"] = r.searched
         for p, v in r.params.items():  # the sampled values, under Optuna's names
             row.setdefault(f"param_{p}", v)
         return row
 
     @staticmethod
     def _row_runs(row: dict[str, Any], run: TrialRun | None) -> dict[str, Any]:
-        """A row's MLflow columns: run id and status, and gap_at_best when Optuna lacks it."""
+        """A row's MLflow columns: run id and status, the test metrics, and gap_at_best when
+        Optuna lacks it."""
         row["run_id"] = None
         if run is not None:
             row["run_id"] = run.run_id
             row["run_status"] = run.status
+            for k in TEST_METRICS:
+                if k in run.metrics:
+                    row[k] = run.metrics[k]
             gap = row.get("gap_at_best")
             if "gap_at_best" in run.metrics and (gap is None or math.isnan(gap)):
                 row["gap_at_best"] = run.metrics["gap_at_best"]
@@ -183,13 +225,22 @@ class StudyHandle:
             at = df[["number", epoch]].merge(curves, left_on=["number", epoch], right_on=["trial", "epoch"], how="left")
             df = df.assign(value=at[metric].to_numpy())
         if where:
+            empty = [c for c in TEST_METRICS if re.search(rf"\b{c}\b", where) and not (c in df and df[c].notna().any())]
+            if empty and not df.empty:
+                raise ValueError(
+                    f"where {where!r}: no trial of {self.name!r} has {empty[0]} (its dataset has no test split: "
+                    "set dataset.test, e.g. test: 0.2, to measure one)"
+                )
             try:
                 df = df.query(where)
             except Exception as e:  # pandas raises many kinds for a bad expression
                 raise ValueError(f"where {where!r}: {e}; columns: {', '.join(map(str, df.columns))}") from None
         df = self._sort(df).head(k).reset_index(drop=True)
-        df.attrs.update(attrs)  # objectives, directions, hyperparameters (of the completed trials)
-        return df if runs_read else self._with_runs(df)
+        df.attrs.update(attrs)  # objectives, directions, test metrics
+        if not runs_read:
+            return self._with_runs(df)
+        df.attrs["searched"] = df.attrs["hyperparameters"] = _searched_in(self.optuna.get_trials(deepcopy=False))
+        return df
 
     def _top(self, k: int) -> pd.DataFrame:
         """`best_trials` without a filter: ranked in Optuna, rows built for the `k` shown only."""
@@ -199,15 +250,19 @@ class StudyHandle:
         df = pd.DataFrame([self._row(t, None) for t in top])
         if df.empty:
             df = pd.DataFrame(columns=["number", "state", "stop_reason", *self._value_columns()])
-        df.attrs.update(objectives=self.objectives, directions=self.directions, hyperparameters=_varying(done))
+        df.attrs.update(objectives=self.objectives, directions=self.directions)
         return self._with_runs(df)
 
     def _with_runs(self, df: pd.DataFrame) -> pd.DataFrame:
-        """`df` (rows of `trials(with_runs=False)`) with its trials' MLflow columns."""
+        """`df` (a few rows of `trials(with_runs=False)`) with its trials' MLflow columns, and
+        the attrs `trials` gives, ``searched`` over the whole study."""
         runs = self.runs(df["number"].tolist()) if not df.empty else {}
         rows = [self._row_runs(row, runs.get(int(row["number"]))) for row in df.to_dict("records")]
         out = pd.DataFrame(rows, columns=list(dict.fromkeys([*df.columns, "run_id", "run_status"]))) if rows else df
         out.attrs.update(df.attrs)
+        out.attrs["searched"] = out.attrs["hyperparameters"] = _searched_in(self.optuna.get_trials(deepcopy=False))
+        out.attrs["test_metrics"] = [c for c in TEST_METRICS if c in out and out[c].notna().any()]
+        out.attrs["notes"] = [TEST_NOTE] if out.attrs["test_metrics"] else []
         return out
 
     def pareto_front(self) -> pd.DataFrame:
@@ -262,30 +317,36 @@ class StudyHandle:
             raise ValueError(f"evaluator must be one of {', '.join(evaluators)}, got {evaluator!r}")
         done = [t for t in self.optuna.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.params]
         if target == "objective":
-            fn = None if len(self.objectives) == 1 else (lambda t: t.values[0])
-            values = {t.number: t.values[0] for t in done}
+            values = {t.number: float(t.values[0]) for t in done}
+            direction = self.directions[0]
         else:
             df = self.trials(states=["COMPLETE"])
             if target not in df:
                 raise ValueError(
-                    f"target must be 'objective' or a trials column, got {target!r}; columns: {', '.join(df.columns)}"
+                    f"target must be 'objective' or a trials column, got {target!r}; columns: {', '.join(map(str, df.columns))}"
                 )
-            values = {
-                int(n): float(v)
-                for n, v in zip(df["number"], df[target], strict=True)
-                if v is not None and math.isfinite(float(v))
-            }
-            fn = lambda t: values[t.number]  # noqa: E731
+            values = {}
+            for n, v in zip(df["number"], df[target], strict=True):
+                try:
+                    x = float(v)
+                except (TypeError, ValueError):
+                    continue
+                if math.isfinite(x):
+                    values[int(n)] = x
+            direction = "maximize" if target.endswith("_acc") else "minimize"
         done = [t for t in done if t.number in values]
-        if len(done) < 2 or len({v for v in values.values()}) < 2:
+        if len(done) < 2 or len(set(values.values())) < 2:
             return {}
-        # a study-only view on the chosen trials, so filtered-out trials do not count
+        # A study-only view holding, for each chosen trial, its parameters and the target as its
+        # one value: the view numbers its trials afresh, so nothing is looked up by number there.
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        view = optuna.create_study(directions=self.optuna.directions)
-        view.add_trials(done)
+        view = optuna.create_study(direction=direction)
+        view.add_trials(
+            [optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=values[t.number]) for t in done]
+        )
         ev = evaluators[evaluator]()
         try:
-            return dict(optuna.importance.get_param_importances(view, evaluator=ev, target=fn))
+            return dict(optuna.importance.get_param_importances(view, evaluator=ev))
         except (RuntimeError, ValueError):
             return {}  # e.g. no parameter shared by every trial
 

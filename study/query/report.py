@@ -63,9 +63,18 @@ def _best_table(trials: pd.DataFrame, objective: str, k: int) -> Section:
     if done.empty:
         return Section("Best trials", empty="No trial completed yet.")
     cols = ["number", "value", "stop_reason", "best_epoch", "stopped_epoch", "gap_at_best", "n_params"]
-    hp = [c for c in trials.attrs.get("hyperparameters", []) if c in trials and _varied(trials, c)]
-    show = done.head(k)[[c for c in cols + hp if c in done]]
-    return Section("Best trials", f"Top {len(show)} of {len(done)} completed trials by {objective}.", table=_table(show))
+    hp = [c for c in trials.attrs.get("searched", trials.attrs.get("hyperparameters", [])) if c in trials]
+    tests = [c for c in trials.attrs.get("test_metrics", []) if c in done]
+    show = done.head(k)[[c for c in cols + hp + tests if c in done]]
+    text = f"Top {len(show)} of {len(done)} completed trials by {objective}."
+    if hp:
+        text += (
+            f" Searched settings: {', '.join(hp)} (a blank cell: the setting has no effect on that trial, "
+            "such as momentum for Adam); every other setting was fixed."
+        )
+    if tests:
+        text += f" {', '.join(tests)}: the held-out test split, shown only; never used to rank, select or prune trials."
+    return Section("Best trials", text, table=_table(show))
 
 
 def _curves(plt: Any, trials: pd.DataFrame, curves: pd.DataFrame, k: int) -> tuple[Section, Any]:
@@ -112,7 +121,10 @@ def _depth_width(plt: Any, trials: pd.DataFrame, objective: str) -> tuple[Sectio
     done = trials[trials["state"] == "COMPLETE"]
     if done.empty or not (_varied(done, "depth") or _varied(done, "width")):
         return Section("Depth vs width", empty="Neither depth nor width varied in this study."), None
-    width = done["width"].map(lambda w: float(np.mean(w)) if isinstance(w, (list, tuple)) else float(w))
+    # width has no effect at depth 0 (softmax regression): 0 there
+    width = done["width"].map(
+        lambda w: float(np.mean(w)) if isinstance(w, (list, tuple)) else 0.0 if w is None or pd.isna(w) else float(w)
+    )
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     pivot = done.assign(mean_width=width.round().astype(int)).pivot_table(
         index="depth", columns="mean_width", values="value", aggfunc="mean"
@@ -127,8 +139,13 @@ def _depth_width(plt: Any, trials: pd.DataFrame, objective: str) -> tuple[Sectio
     fig.colorbar(sc, ax=axes[1])
     fig.tight_layout()
     text = "Left: mean objective per (depth, width) cell. Right: every completed trial by its parameter count."
-    if "param_budget" in done and done["param_budget"].notna().any():
-        text += " This space derives width from a parameter budget, so trials at the same budget compare depth at equal cost."
+    budgets = done["n_params_budget"].dropna() if "n_params_budget" in done else pd.Series(dtype=float)
+    if not budgets.empty:
+        levels = ", ".join(f"{int(b):,}" for b in sorted(budgets.unique()))
+        text += (
+            f" {len(budgets)} of these {len(done)} trials derive their width from an equal parameter budget ({levels} parameters), "
+            "so at the same budget deep-thin and shallow-wide networks are compared at equal cost."
+        )
     return Section("Depth vs width", text, figure="depth_width"), fig
 
 

@@ -25,7 +25,16 @@ capacity): a slot then starts its next trial as soon as the last one returns, wi
 waiting for the driver's turn; they show as queued until their `Started` event.
 
 Ctrl-C (SIGINT) or SIGTERM asks the loop to stop: running trials are cancelled and recorded
-as interrupted (re-enqueued for a resume); a second Ctrl-C stops at once.
+as interrupted (re-enqueued for a resume); a second Ctrl-C stops at once. With the spec's
+``time_budget`` no trial starts once that many seconds have passed since the loop started;
+the trials then running finish (bounded by the per-trial ``timeout``).
+
+Times are real: a trial's MLflow run starts when Optuna asked for it and ends when it was
+told, epoch points carry the time the epoch finished (`Epoch.at`), whenever the writer gets to
+them. The figures shown and logged to the parent run (counts, best so far) are the study's
+(`study.run.tally`), whichever driver ran its trials; the best trial's kept weights go to its
+run as an artifact (``weights/weights.npz`` or ``weights/state_dict.pt``) when it becomes the
+study's best.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from study.record import PLACEMENT, Outcome, StopReason, Tag, TrialAttr
 from study.run.decisions import Asked, Decisions, objective_values
 from study.run.events import Died, Ended, Epoch, Event, Failed, Started
 from study.run.executor import Executor
+from study.run.tally import Tally
 from study.stores.tracker import Tracker
 
 #: The display is refreshed at most this often (seconds).
@@ -84,7 +94,7 @@ class Snapshot:
     metric: str
     finished: int
     target: int
-    counts: dict[str, int]  # finished here, by stop reason
+    counts: dict[str, int]  # the study's finished trials, by stop reason
     best: tuple[int, float] | None  # (trial number, first objective value)
     running: list[RunningView]
     elapsed: float
@@ -121,6 +131,7 @@ class Driver:
         concurrency: int,
         listener: Listener | None = None,
         tick: float = 0.2,
+        tally: Tally | None = None,
         queued: int = 0,
     ) -> None:
         self.decisions = decisions
@@ -132,10 +143,13 @@ class Driver:
         self.listener = listener or Listener()
         self.tick = tick
         self.running: dict[int, RunningTrial] = {}
-        self.counts: dict[str, int] = {}
-        self.best: tuple[int, list[float]] | None = None
+        self.tally = tally or Tally(decisions.study, self.spec, shared=decisions.lease.shared)
         self.started = time.monotonic()
+        self.deadline = None if self.spec.time_budget is None else self.started + self.spec.time_budget
+        self.budget_reached = False  # the time budget kept a trial from starting
+        self.best_file: tuple[int, str, bytes] | None = None  # the study's best trial's weights, when this driver ran it
         self.finished_here = 0
+        self.ended_at: float | None = None
         self.stop_requested = False
         self.interrupted = False
         self._metric = self.spec.all_objectives[0].metric
@@ -154,9 +168,11 @@ class Driver:
                 self._check_timeouts()
                 self.decisions.lease.beat()
                 self.tracker.maybe_flush()
+                self.tally.maybe_refresh()
                 self._tick()
             if self.stop_requested:
                 self._interrupt()
+        self.ended_at = time.time()  # the study's end, whenever the writer catches up
         self.tracker.flush()
         return not self.interrupted
 
@@ -166,6 +182,9 @@ class Driver:
 
     def _fill(self) -> None:
         while len(self.running) < self.concurrency + self.queued and self.remaining > 0 and not self.stop_requested:
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                self.budget_reached = True
+                return
             asked = self.decisions.ask()
             if asked is None:  # other drivers of this study hold or finished the rest
                 break
@@ -174,7 +193,8 @@ class Driver:
             if asked.retry_of is not None:
                 tags[TrialAttr.RETRY_OF] = str(asked.retry_of)
             params = asked.config.to_dict() if asked.config is not None else dict(asked.trial.params)
-            self.tracker.start_trial(number, params, tags)
+            start = asked.trial.datetime_start
+            self.tracker.start_trial(number, params, tags, start_time=start.timestamp() if start is not None else time.time())
             r = RunningTrial(asked, time.monotonic())
             self.running[number] = r
             if asked.config is None:
@@ -194,8 +214,8 @@ class Driver:
                     self.tracker.tag_trial(r.number, placed)
                     self.decisions.note(r.asked.trial, {TrialAttr.PLACEMENT: placed})  # one storage write
                 self.listener.on_trial_start(r.number, info)
-            case Epoch(epoch=epoch, metrics=metrics):
-                self._epoch(r, epoch, metrics)
+            case Epoch(epoch=epoch, metrics=metrics, at=at):
+                self._epoch(r, epoch, metrics, at)
             case Ended():
                 self._finished(r, event)
             case Failed(message=message):
@@ -203,11 +223,11 @@ class Driver:
             case Died(message=message):
                 self._end(r, Outcome(StopReason.WORKER_DIED, message=message))
 
-    def _epoch(self, r: RunningTrial, epoch: int, metrics: dict[str, float]) -> None:
+    def _epoch(self, r: RunningTrial, epoch: int, metrics: dict[str, float], at: float) -> None:
         r.epoch = epoch
         r.history[epoch] = metrics
         r.value = metrics.get(self._metric)
-        self.tracker.log_epoch(r.number, epoch, metrics)
+        self.tracker.log_epoch(r.number, epoch, metrics, at=at)
         self.listener.on_epoch(r.number, epoch, metrics)
         if self.decisions.report(r.asked.trial, epoch, r.value):
             self.executor.cancel(r.number)
@@ -247,19 +267,23 @@ class Driver:
 
     # -- the end of a trial ------------------------------------------------------------
     def _end(self, r: RunningTrial, outcome: Outcome, end: Ended | None = None) -> None:
+        """MLflow first (weights of a new best, last metrics, tags, status, end time), then
+        Optuna, then the study's figures."""
+        now = time.time()
         del self.running[r.number]
         metrics = self._summary_metrics(r, outcome, end)
         tags = {Tag.STOP_REASON: outcome.reason.value, **{k: str(v) for k, v in outcome.attrs.items()}}
         if outcome.message:
             tags[TrialAttr.ERROR] = outcome.message
-        self.tracker.end_trial(r.number, outcome.state.name, outcome.mlflow_status, tags, metrics)
+        if end is not None and end.weights is not None and self.tally.improves(outcome):
+            self.best_file = (r.number, f"weights/{end.weights_file}", end.weights)
+            self.tracker.log_file(*self.best_file)
+        self.tracker.end_trial(r.number, outcome.state.name, outcome.mlflow_status, tags, metrics, end_time=now)
         counted = self.decisions.finish(r.asked, outcome)
-        self.counts[outcome.reason.value] = self.counts.get(outcome.reason.value, 0) + 1
+        self.tally.add(r.number, outcome, counted)
         if counted:
             self.finished_here += 1
-        if outcome.values is not None and self._better(outcome.values):
-            self.best = (r.number, outcome.values)
-        self.tracker.study_progress(self._progress_metrics(), self.decisions.counted)
+        self.tracker.study_progress(self.tally.metrics(), self.tally.finished, at=now)
         self.listener.on_trial_end(r.number, outcome, self.snapshot())
 
     def _summary_metrics(self, r: RunningTrial, outcome: Outcome, end: Ended | None) -> dict[str, float]:
@@ -278,26 +302,6 @@ class Driver:
             for i, v in enumerate(outcome.values):
                 out["objective" if i == 0 else f"objective_{i}"] = v
         return {k: v for k, v in out.items() if math.isfinite(v)}
-
-    def _better(self, values: list[float]) -> bool:
-        if self.spec.is_multi_objective:
-            return False
-        if self.best is None:
-            return True
-        maximize = self.spec.directions[0] == "maximize"
-        return values[0] > self.best[1][0] if maximize else values[0] < self.best[1][0]
-
-    def _progress_metrics(self) -> dict[str, float]:
-        c = self.counts
-        out = {
-            "finished": float(self.decisions.counted),
-            "completed": float(c.get("completed", 0) + c.get("early_stopped", 0)),
-            "pruned": float(c.get("pruned", 0)),
-            "failed": float(sum(v for k, v in c.items() if k not in ("completed", "early_stopped", "pruned"))),
-        }
-        if self.best is not None:
-            out["best_value"] = self.best[1][0]
-        return out
 
     # -- stopping -----------------------------------------------------------------------
     def _interrupt(self) -> None:
@@ -348,8 +352,8 @@ class Driver:
             )
             for r in sorted(self.running.values(), key=lambda r: r.number)
         ]
-        best = None if self.best is None else (self.best[0], self.best[1][0])
+        t = self.tally
         return Snapshot(
-            self.spec.name, self._metric, self.decisions.counted, self.decisions.target, dict(self.counts), best, running,
+            self.spec.name, self._metric, t.finished, self.decisions.target, dict(t.counts), t.best, running,
             now - self.started, self.eta_seconds(),
         )  # fmt: skip

@@ -4,19 +4,30 @@
 then creates or loads the Optuna study, opens the MLflow writer and the executor, settles
 what a killed driver left (`study.run.reconcile`), runs the `Driver` and closes the study's
 MLflow parent run with a summary. `launch` is the Python entry point of ``study launch``.
+
+MLflow failing does not stop a study (`study.stores.writer`): when the study ends, whatever
+MLflow missed is filled in from Optuna by the same reconciliation as ``study sync``; if MLflow
+still fails then, one line says which ``study sync`` command repairs it later. `RunResult`
+says what is true at the end (`RunResult.mlflow_complete`, `RunResult.succeeded`,
+`RunResult.budget_reached`), and the CLI words its summary and exit code from it.
 """
 
 from __future__ import annotations
 
+import collections
 import os
+import re
+import shutil
 import sys
+import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
 
-from study.record import StudyAttr, TrialRecord, spec_differences, stored_spec
+from study.record import StudyAttr, TrialAttr, TrialRecord, spec_differences, stored_spec
 from study.run.decisions import Decisions
 from study.run.driver import Driver, Listener
 from study.run.executor import Executor
@@ -24,22 +35,71 @@ from study.run.lease import Lease, beats, driver_id, live_drivers
 from study.run.prepare import Prepared, prepare
 from study.run.reconcile import mark_tracked, release_orphans, repair_tracking
 from study.run.samplers import make_pruner, make_sampler
+from study.run.tally import Tally
 from study.spec import SpecError, StudySpec, load_spec, parse_spec
 from study.stores import optuna_storage
-from study.stores.tracker import MlflowTracker, Tracker
+from study.stores.tracker import MlflowTracker, Tracker, TrackingFailure
 from study.stores.uris import is_local_file, mask, with_env_defaults
 from study.stores.writer import TrackerProcess
 
 ExecutorFactory = Callable[[Prepared], tuple[Executor, Callable[[], None]]]
+_ERROR_DETAIL = re.compile(r"\s*\([^()]*\)\s*$")
 
 
 @dataclass
 class RunResult:
-    """What `run_study` did: the study, whether it finished (False: interrupted) and the driver."""
+    """What `run_study` did: the study, whether it finished (False: interrupted), the driver,
+    the study's figures at the end (`tally`), whether the time budget stopped it, and what
+    MLflow missed: writes lost during the study (`mlflow_lost`, a lower bound: a writer
+    process that died counts one, whatever it had not written yet), runs filled in from
+    Optuna at the end (`mlflow_repaired`), and whether MLflow now has every trial."""
 
     study: optuna.Study
     finished: bool
     driver: Driver
+    tally: Tally
+    budget_reached: bool = False
+    mlflow_lost: int = 0
+    mlflow_repaired: int = 0
+    mlflow_complete: bool = True
+
+    @property
+    def succeeded(self) -> int:
+        """Finished trials of the study that completed (or stopped early): they have a value."""
+        return self.tally.succeeded
+
+    def common_error(self) -> tuple[str, int] | None:
+        """The most common error of the study's failed trials and how many had it (errors
+        that differ only in a closing parenthesis, such as the epoch, count as one)."""
+        errors = collections.Counter(
+            _ERROR_DETAIL.sub(
+                "", str(r.attrs.get(TrialAttr.ERROR) or r.attrs.get(TrialAttr.STOP_REASON) or "unknown").splitlines()[0]
+            )
+            for r in map(TrialRecord.of, self.study.get_trials(deepcopy=False))
+            if r.counted and r.state == optuna.trial.TrialState.FAIL
+        )
+        return errors.most_common(1)[0] if errors else None
+
+
+def study_command() -> str:
+    """The ``study`` command as it can be typed here: ``study`` when PATH finds this one,
+    else its path (``.venv/bin/study`` after ``make study``), else ``python -m study.cli``."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    exe = argv0 if os.path.basename(argv0) == "study" else os.path.join(os.path.dirname(sys.executable), "study")
+    if not os.path.isfile(exe):
+        return f"{sys.executable} -m study.cli"
+    found = shutil.which("study")
+    if found and os.path.samefile(found, exe):
+        return "study"
+    rel = os.path.relpath(exe)
+    return rel if not rel.startswith("..") else os.path.abspath(exe)
+
+
+def duration(seconds: float) -> str:
+    """``90s``, ``30m``, ``2h``, ``1h30m`` for a number of seconds."""
+    s = int(round(seconds))
+    h, m, sec = s // 3600, s // 60 % 60, s % 60
+    return "".join(f"{v}{u}" for v, u in ((h, "h"), (m, "m"), (sec, "s")) if v) or "0s"
 
 
 def ray_executor(address: str | None) -> ExecutorFactory:
@@ -50,7 +110,10 @@ def ray_executor(address: str | None) -> ExecutorFactory:
 
         spec = prep.spec
         started = start_ray(address, threads=max(1, int(spec.resources.cpus)))
-        ex = RayExecutor(prep.data, backend=spec.backend, device=spec.device, cpus=spec.resources.cpus, gpus=spec.resources.gpus)
+        ex = RayExecutor(
+            prep.data, backend=spec.backend, device=spec.device, cpus=spec.resources.cpus, gpus=spec.resources.gpus,
+            local=not address or address == "local",
+        )  # fmt: skip
 
         def cleanup() -> None:
             ex.close()
@@ -104,11 +167,13 @@ def run_study(
     say: Callable[[str], None] = print,
     flush_seconds: float = 2.0,
     inline_tracking: bool = False,
+    retry_seconds: float = 60.0,
 ) -> RunResult:
     """Create or load the study and drive it to its target number of finished trials.
 
     MLflow is written by a `TrackerProcess`; ``inline_tracking`` writes from this thread
-    instead (unit tests: no second interpreter to start)."""
+    instead (unit tests: no second interpreter to start). A failing MLflow write is retried
+    for up to `retry_seconds` before it is dropped (and filled in at the end)."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     ex, cleanup = (executor or ray_executor(None))(prep)
     try:
@@ -123,9 +188,18 @@ def run_study(
 
         tracker: Tracker
         if inline_tracking:
-            tracker = MlflowTracker(prep.spec.tracking_uri, flush_seconds=flush_seconds, on_parent=keep_parent)
+            tracker = MlflowTracker(
+                prep.spec.tracking_uri, flush_seconds=flush_seconds, on_parent=keep_parent, retry_seconds=retry_seconds
+            )
         else:
-            tracker = TrackerProcess(prep.spec.tracking_uri, flush_seconds=flush_seconds, on_parent=keep_parent)
+            tracker = TrackerProcess(
+                prep.spec.tracking_uri,
+                flush_seconds=flush_seconds,
+                on_parent=keep_parent,
+                on_warning=lambda text: say(f"warning: {text}"),
+                retry_seconds=retry_seconds,
+                sync_hint=f"{study_command()} sync {prep.spec.name}",
+            )
         try:
             return _drive(prep, study, is_new, tracker, ex, listener=listener, say=say)
         finally:
@@ -147,8 +221,9 @@ def _drive(
     spec = prep.spec
     attrs = study.user_attrs
     tracker.start_study(
-        spec.name, optuna_storage.spec_record(spec), attrs.get(StudyAttr.PARENT_RUN), attrs.get(StudyAttr.UID, "")
-    )
+        spec.name, optuna_storage.spec_record(spec), attrs.get(StudyAttr.PARENT_RUN), attrs.get(StudyAttr.UID, ""),
+        start_time=time.time(),
+    )  # fmt: skip
     lease = Lease(study, None if is_local_file(prep.storage_url) else prep.storage_url)
     repaired = None
     try:
@@ -165,27 +240,59 @@ def _drive(
             )
         decisions = Decisions(study, spec, prep.space, prep.data.n_features, prep.data.n_classes, lease)
         concurrency = min(spec.concurrency or ex.capacity(), spec.trials)
+        tally = Tally(study, spec, shared=lease.shared)
         queue = getattr(ex, "queue_ahead", None)  # trials the executor can hold until a slot frees
         queued = queue(concurrency) if queue is not None else 0
-        driver = Driver(decisions, ex, tracker, concurrency=concurrency, listener=listener, queued=queued)
+        driver = Driver(decisions, ex, tracker, concurrency=concurrency, listener=listener, tally=tally, queued=queued)
         finished = driver.run()
-        counted = sum(TrialRecord.of(t).counted for t in study.get_trials(deepcopy=False))
-        summary = {"finished": float(counted)}
-        if driver.best is not None:
-            summary["best_value"] = driver.best[1][0]
-        lost = tracker.end_study("FINISHED" if finished else "KILLED", summary, counted)
+        tally.load()  # the final figures, every driver's trials included
+        status = "FINISHED" if finished else "KILLED"
+        ended = driver.ended_at or time.time()
+        lost = tracker.end_study(status, tally.metrics(), tally.finished, ended)
+        result = RunResult(study, finished, driver, tally, budget_reached=driver.budget_reached, mlflow_lost=lost)
         if lost:
+            _repair_at_end(result, spec, tracker, lease, status, ended, say)
+        if driver.budget_reached:
             say(
-                f"MLflow ({mask(spec.tracking_uri)}) was unreachable for part of the study: {lost} write(s) were "
-                f"not delivered (Optuna has every result). Once it is back, fill MLflow in with: study sync {spec.name}"
+                f"time budget of {duration(spec.time_budget or 0)} reached: no trial started after it, the trials running "
+                f"then finished; {tally.finished} of {spec.trials} trials are finished. "
+                f"Continue with: {study_command()} resume {spec.name}"
             )
         if not lost:
             mark_tracked(study, lease, repaired)  # a resume checks the runs of later trials only
         lease.beat(ended=True)
         optuna_storage.save_snapshot(study)  # the next `study status` or resume reads the journal from here
-        return RunResult(study, finished, driver)
+        return result
     finally:
         lease.close()
+
+
+def _repair_at_end(
+    result: RunResult, spec: StudySpec, tracker: Tracker, lease: Lease, status: str, ended: float, say: Callable[[str], None]
+) -> None:
+    """MLflow missed writes during the study: fill it in from Optuna now (the reconciliation
+    of ``study sync``), or say in one line how to do it later."""
+    study, tally = result.study, result.tally
+    try:
+        last = beats(study.user_attrs)
+        repaired = repair_tracking(study, spec, tracker, lambda r: lease.owns(r, last))
+        tracker.close_parent(status, tally.metrics(), tally.finished, ended)  # if closing it was lost too
+        best = result.driver.best_file
+        run = tracker.trial_runs([best[0]]).get(best[0]) if best is not None else None
+        if best is not None and run is not None:  # the weights file may have been lost too: Optuna cannot restore it
+            tracker.log_file(*best, run_id=run.run_id)
+    except TrackingFailure as e:
+        result.mlflow_complete = False
+        say(
+            f"MLflow ({mask(spec.tracking_uri)}) missed writes during the study and cannot be repaired now ({e}); "
+            f"Optuna has every result. Once MLflow works, fill it in with: {study_command()} sync {spec.name}"
+        )
+        return
+    result.mlflow_repaired = len(repaired.created) + len(repaired.fixed)
+    say(
+        f"MLflow missed writes during the study; filled in from Optuna: {result.mlflow_repaired} run(s) "
+        "(an epoch MLflow missed has the objective metric only; such runs are tagged hpstudy.synced)"
+    )
 
 
 def local_storage_warning(storage_url: str, address: str | None) -> str | None:
@@ -237,3 +344,15 @@ def launch(
     if warning:
         say(warning)
     return run_study(prep, executor=ray_executor(address), listener=listener, say=say)
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as `launch`: ``from study.run import launch`` gives the module
+    once Python has imported it under that name (a submodule shadows the package's lazy
+    attribute), so ``launch(spec)`` works either way."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> RunResult:
+        return launch(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

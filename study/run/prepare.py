@@ -9,6 +9,7 @@ the Optuna study, the MLflow experiment and start Ray.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import optuna
@@ -16,7 +17,7 @@ import optuna
 from search_spaces import Space
 from study.run.samplers import make_pruner, make_sampler
 from study.spec import SpecError, StudySpec
-from study.stores.uris import check_storage, check_tracking
+from study.stores.uris import check_storage, check_tracking, from_env
 from trainers import Dataset
 
 
@@ -32,22 +33,34 @@ class Prepared:
 
 def prepare(spec: StudySpec) -> Prepared:
     """Every check that bad input can fail, before anything is created. Raises SpecError."""
-    url = check_storage(spec.storage)
-    check_tracking(spec.tracking_uri)
-    space = load_space(spec.space)
-    data = spec.dataset.load()
+    url = _checked(spec, "storage", lambda: check_storage(spec.storage))
+    _checked(spec, "tracking_uri", lambda: check_tracking(spec.tracking_uri))
+    space = load_space(spec.space, spec.base_dir)
+    data = spec.dataset.load(spec.base_dir)
     make_sampler(spec)
     make_pruner(spec)
     _dry_run(spec, space, data)
     return Prepared(spec, url, space, data)
 
 
-def load_space(name: str) -> Space:
-    """The search space `name` (built-in, YAML file or module:function); SpecError if bad."""
+def _checked(spec: StudySpec, field: str, check: Callable[[], str]) -> str:
+    """`check()`; its SpecError says so when the field's value came from the environment."""
+    try:
+        return check()
+    except SpecError as e:
+        var = spec.env_var(field)
+        if var is not None:
+            raise from_env(var, e) from None
+        raise
+
+
+def load_space(name: str, base_dir: str | None = None) -> Space:
+    """The search space `name` (built-in, YAML file or module:function; relative ones looked
+    for in `base_dir` first, the spec file's folder); SpecError if bad."""
     import search_spaces
 
     try:
-        return search_spaces.load(name)
+        return search_spaces.load(name, base_dir)
     except search_spaces.SpaceError as e:
         raise SpecError(f"field space: {e}") from None
     except (ImportError, AttributeError, OSError, ValueError) as e:

@@ -7,13 +7,15 @@ Python bytecodes, so a NumPy epoch stops within one BLAS call). Tasks are never 
 Ray (``max_retries=0``): a lost worker is a `Died` event and the driver decides.
 
 `start_ray` starts a local Ray (dashboard off, all of this machine's CPUs, worker logs kept
-out of the terminal) or connects to an existing cluster with ``address``.
+out of the terminal) or connects to an existing cluster with ``address``. A local Ray is
+watched (`study.run.reaper`): if the driver is killed, its Ray processes die within a second.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +23,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayError, RayTaskError, TaskCancelledError
 
+from study.run import reaper
 from study.run.events import Died, Event, Failed, Started
 from study.run.executor import TrialFn
 from study.run.worker import trial_events
@@ -45,13 +48,16 @@ def start_ray(address: str | None = None, *, threads: int = 1) -> bool:
     if address:
         ray.init(address=address, **common)
     else:  # "local": always a new instance, never one another `ray start` left in /tmp/ray
+        before = reaper.children(os.getpid())
         ray.init(address="local", include_dashboard=False, **common)
+        reaper.watch(reaper.children(os.getpid()) - before)
     return True
 
 
 def stop_ray() -> None:
-    """Stop the Ray that `start_ray` started."""
+    """Stop the Ray that `start_ray` started (and its watcher)."""
     ray.shutdown()
+    reaper.release()
 
 
 def _placed(events: Iterator[Event]) -> Iterator[Event]:
@@ -89,8 +95,10 @@ class RayExecutor:
         cpus: float = 1.0,
         gpus: float = 0.0,
         trial_fn: TrialFn | None = None,
+        local: bool = False,
     ) -> None:
         self.data_ref = ray.put(data)
+        self.local = local  # the Ray this driver started on this machine
         self.trial_fn = trial_fn
         self._fn_ref = ray.put(trial_fn) if trial_fn is not None else None  # pickled once, not per trial
         self.backend = backend
@@ -171,13 +179,26 @@ class RayExecutor:
             events.append(Died(number, f"{type(e).__name__}: {str(e).strip().splitlines()[0]}"))
 
     def check_resources(self) -> None:
-        """A SpecError if no node of the cluster could ever run one trial."""
+        """A SpecError if no node of the cluster could ever run one trial: too few CPUs or GPUs
+        on every node, ``device: cuda`` on a cluster without a GPU, or (a local Ray) with a
+        torch that has no CUDA."""
+        total = ray.cluster_resources()
+        if self.device == "cuda" and total.get("GPU", 0) <= 0:
+            where = "this machine" if self.local else "the Ray cluster"
+            raise SpecError(f"field device: cuda needs a GPU, but {where} has none (Ray sees 0 GPUs); use device: cpu or auto")
+        if self.device == "cuda" and self.local and self.trial_fn is None:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise SpecError(
+                    f"field device: cuda, but this torch ({torch.__version__}) cannot use CUDA; "
+                    "install a CUDA build of torch, or use device: cpu or auto"
+                )
         need = {"CPU": self.cpus, "GPU": self.gpus}
         for node in ray.nodes():
             have = node.get("Resources", {}) if node.get("Alive") else {}
             if all(have.get(k, 0.0) >= v for k, v in need.items() if v > 0):
                 return
-        total = ray.cluster_resources()
         raise SpecError(
             f"field resources: a trial needs {self.cpus:g} CPU(s) and {self.gpus:g} GPU(s) on one node, "
             f"but no node of the Ray cluster has that (the cluster has {total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs)"

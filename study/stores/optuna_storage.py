@@ -21,7 +21,7 @@ import optuna.storages._rdb.storage
 import optuna.study._tell
 from optuna.trial import TrialState
 
-from study.record import StudyAttr, spec_from_record, stored_spec
+from study.record import SPEC_DIR, StudyAttr, spec_from_record, stored_spec
 from study.spec import SpecError, StudySpec
 from study.stores import journal
 from study.stores.journal import open_journal
@@ -94,6 +94,7 @@ def spec_record(spec: StudySpec) -> dict[str, Any]:
     d = spec.model_dump(mode="json")
     d["storage"] = None
     d["tracking_uri"] = mask(spec.tracking_uri)
+    d[SPEC_DIR] = spec.base_dir
     return d
 
 

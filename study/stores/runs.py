@@ -61,6 +61,11 @@ class RunReader:
             quiet_mlflow()
         return self._client
 
+    def experiment_id(self, experiment: str) -> str | None:
+        """The id of the experiment named `experiment`, None when there is none."""
+        exp = self.client.get_experiment_by_name(experiment)
+        return None if exp is None else str(exp.experiment_id)
+
     def trial_runs(self, experiment: str, parent_run_id: str | None, numbers: Iterable[int] | None = None) -> dict[int, TrialRun]:
         """The study's trial runs by trial number (the newest when a number repeats): all of
         them (every page of the parent's children), or those of the trials `numbers` only

@@ -13,11 +13,20 @@ process. Writes are batched: epoch metrics wait in a buffer and go out in
 `MlflowClient.log_batch` calls (at most 1000 metrics each) every ``flush_seconds`` and when a
 trial ends. A run is terminated with the status matching its trial's Optuna state, after its
 last metrics are written.
+
+Times are the caller's: runs start and end, and metric points are stamped, at the wall-clock
+times the driver passes (when Optuna asked for and was told of a trial, when an epoch
+finished), never when the write happens. A call that fails for a reason that may pass (a
+locked SQLite database, a server restarting) is retried with back-off for up to
+``retry_seconds`` (`RetryingClient`). Artifacts of a SQLite store go next to its database, in
+``mlartifacts/<study>`` (MLflow's default would be ``./mlruns`` of the working folder).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -28,12 +37,15 @@ import yaml
 
 from study.record import MAX_TEXT, Tag, TrialRecord, mlflow_status
 from study.stores.mlflow_sql import fast_client
+from study.stores.uris import artifact_root
 
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
 
 
 class TrackingFailure(RuntimeError):
-    """MLflow failed while the study ran (the study stops and can be resumed)."""
+    """MLflow failed where its answer is needed (a reconciliation: resume, sync, or the repair
+    at the end of a study). Writes during a study never raise it: they are retried, then
+    dropped and counted (`study.stores.writer`)."""
 
 
 @dataclass(frozen=True)
@@ -51,26 +63,49 @@ class RunInfo:
 class Tracker(Protocol):
     """Everything the driver writes to MLflow. Both implementations return the same types;
     ``start_study`` delivers the parent run's id through the ``on_parent`` callback given to
-    the constructor (at once in-process, later from the writer process)."""
+    the constructor (at once in-process, later from the writer process). Times are
+    ``time.time()`` seconds; None means now."""
 
-    def start_study(self, name: str, spec: dict[str, Any], parent_run_id: str | None, uid: str, live: bool = True) -> None:
+    def start_study(
+        self,
+        name: str,
+        spec: dict[str, Any],
+        parent_run_id: str | None,
+        uid: str,
+        live: bool = True,
+        start_time: float | None = None,
+    ) -> None:
         """Create (or reopen) the experiment and the study's parent run. ``live=False`` (a
         reconciliation without a driver) finds or creates it without reopening it."""
         ...
 
-    def study_progress(self, metrics: dict[str, float], step: int) -> None: ...
+    def study_progress(self, metrics: dict[str, float], step: int, at: float | None = None) -> None: ...
 
-    def end_study(self, status: str, summary: dict[str, float] | None, step: int) -> int:
-        """Flush everything and close the parent run; returns how many writes were lost."""
+    def end_study(self, status: str, summary: dict[str, float] | None, step: int, end_time: float | None = None) -> int:
+        """Flush everything and close the parent run; returns how many writes were lost (more
+        than 0: MLflow misses part of the study, which a reconciliation can fill in)."""
         ...
 
-    def start_trial(self, number: int, params: dict[str, Any], tags: dict[str, str]) -> None: ...
+    def start_trial(self, number: int, params: dict[str, Any], tags: dict[str, str], start_time: float | None = None) -> None: ...
 
     def tag_trial(self, number: int, tags: dict[str, str]) -> None: ...
 
-    def log_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None: ...
+    def log_epoch(self, number: int, epoch: int, metrics: dict[str, float], at: float | None = None) -> None: ...
 
-    def end_trial(self, number: int, state: str, status: str, tags: dict[str, str], summary: dict[str, float]) -> None: ...
+    def log_file(self, number: int, path: str, data: bytes, run_id: str | None = None) -> None:
+        """A file of running trial `number`'s run (or of the run `run_id`), as the artifact
+        `path` (``folder/name``)."""
+        ...
+
+    def end_trial(
+        self,
+        number: int,
+        state: str,
+        status: str,
+        tags: dict[str, str],
+        summary: dict[str, float],
+        end_time: float | None = None,
+    ) -> None: ...
 
     def maybe_flush(self) -> None: ...
 
@@ -86,18 +121,105 @@ class Tracker(Protocol):
         returns the epoch points filled in."""
         ...
 
-    def close_parent(self, status: str, summary: dict[str, float], step: int) -> bool:
+    def close_parent(self, status: str, summary: dict[str, float], step: int, end_time: float | None = None) -> bool:
         """Close a parent run left RUNNING (no driver is running); True if it was."""
         ...
 
     def close(self) -> None: ...
 
 
-def quiet_mlflow() -> None:
+def quiet_mlflow(on_retry: Callable[[str], None] | None = None) -> None:
     """MLflow's, alembic's and SQLAlchemy's loggers at WARNING (after importing mlflow, which
-    sets its own logger's level)."""
+    sets its own logger's level). MLflow's database layer logs a traceback for every database
+    error, which the caller handles (retries, or reports in one line), and retries opening a
+    locked database on its own: its records go to `on_retry` (one line) instead of the
+    terminal. No "View run ... at" lines on stdout for runs on a server."""
     for name in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.CRITICAL)
+    db = logging.getLogger("mlflow.store.db.utils")
+    db.propagate = False
+    db.handlers = [_Retries(on_retry)]
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+
+
+class _Retries(logging.Handler):
+    """MLflow's own retries of a database it cannot open, as one-line reasons."""
+
+    def __init__(self, on_retry: Callable[[str], None] | None) -> None:
+        super().__init__(logging.WARNING)
+        self.on_retry = on_retry
+
+    def emit(self, record: logging.LogRecord) -> None:
+        errors = [a for a in record.args or () if isinstance(a, BaseException)] if isinstance(record.args, tuple) else []
+        if self.on_retry is not None and errors and "retried" in record.getMessage():
+            self.on_retry(describe(errors[0]))
+
+
+#: MLflow error codes of failures that may pass: retried.
+_TRANSIENT_CODES = ("TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED", "ABORTED")
+
+
+def transient(e: BaseException) -> bool:
+    """Whether a failed MLflow call may succeed if tried again (a locked or unreachable store),
+    as opposed to a request the store rejects."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(e, MlflowException):
+        return e.error_code in _TRANSIENT_CODES
+    return isinstance(e, (OSError, TimeoutError)) or type(e).__name__ == "OperationalError"
+
+
+def describe(e: BaseException) -> str:
+    """An error in one line: the first line of its root cause (``database is locked``, not
+    the SQL statement MLflow's wrapper adds)."""
+    root = e
+    while root.__cause__ is not None:
+        root = root.__cause__
+    for line in str(root).strip().splitlines():
+        if line.strip():
+            return line.strip()[:300]
+    return type(root).__name__
+
+
+class RetryingClient:
+    """An `MlflowClient` whose calls are retried with back-off (0.25 s doubling to 8 s) while
+    they fail for a reason that may pass, for up to `retry_seconds` in all. `on_retry(reason)`
+    is called before each retry; `probe()` (optional: is the server up?) stops the retries at
+    once when it says no (an outage, handled by the caller)."""
+
+    def __init__(
+        self,
+        client: Any,
+        retry_seconds: float = 60.0,
+        on_retry: Callable[[str], None] | None = None,
+        probe: Callable[[], bool] | None = None,
+    ) -> None:
+        self._client = client
+        self.retry_seconds = retry_seconds
+        self.on_retry = on_retry
+        self.probe = probe
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            deadline = time.monotonic() + self.retry_seconds
+            delay = 0.25
+            while True:
+                try:
+                    return attr(*args, **kwargs)
+                except Exception as e:
+                    if not transient(e) or time.monotonic() + delay > deadline or (self.probe is not None and not self.probe()):
+                        raise
+                    if self.on_retry is not None:
+                        self.on_retry(describe(e))
+                    time.sleep(delay)
+                    delay = min(delay * 2, 8.0)
+
+        return call
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -143,15 +265,29 @@ def _ms(when: Any) -> int | None:
     return int(when.timestamp() * 1000) if when is not None else None
 
 
+def _ms_at(t: float | None) -> int:
+    return int((time.time() if t is None else t) * 1000)
+
+
 class MlflowTracker:
     """The driver's MLflow writer for one study, writing from the calling thread."""
 
-    def __init__(self, uri: str, *, flush_seconds: float = 2.0, on_parent: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        *,
+        flush_seconds: float = 2.0,
+        on_parent: Callable[[str], None] | None = None,
+        retry_seconds: float = 60.0,
+        on_retry: Callable[[str], None] | None = None,
+        probe: Callable[[], bool] | None = None,
+    ) -> None:
         from mlflow.tracking import MlflowClient
 
-        quiet_mlflow()
+        quiet_mlflow(on_retry)
         self.uri = uri
-        self.client = fast_client(MlflowClient(tracking_uri=uri))  # trial runs by SQL on a database store
+        # trial runs written by SQL on a database store (study.stores.mlflow_sql), every call retried
+        self.client: Any = RetryingClient(fast_client(MlflowClient(tracking_uri=uri)), retry_seconds, on_retry, probe)
         self.flush_seconds = flush_seconds
         self.experiment_id = ""
         self.parent_id = ""
@@ -163,12 +299,27 @@ class MlflowTracker:
         self.last_flush = time.monotonic()
 
     # -- study --------------------------------------------------------------------------
-    def start_study(self, name: str, spec: dict[str, Any], parent_run_id: str | None, uid: str, live: bool = True) -> None:
+    def start_study(
+        self,
+        name: str,
+        spec: dict[str, Any],
+        parent_run_id: str | None,
+        uid: str,
+        live: bool = True,
+        start_time: float | None = None,
+    ) -> None:
         """The parent is tagged ``hpstudy.study_uid``, so a resume finds it even if the
-        driver died before recording its id in Optuna."""
+        driver died before recording its id in Optuna. A new experiment keeps its artifacts
+        next to a SQLite store (`study.stores.uris.artifact_root`) and opens in the MLflow UI's
+        runs view (tag ``mlflow.experimentKind``)."""
         exp = self.client.get_experiment_by_name(name)
         if exp is None:
-            self.experiment_id = self.client.create_experiment(name, tags={Tag.STUDY: name})
+            root = artifact_root(self.uri)
+            self.experiment_id = self.client.create_experiment(
+                name,
+                artifact_location=f"{root}/{name}" if root else None,
+                tags={Tag.STUDY: name, Tag.EXPERIMENT_KIND: Tag.KIND_TRAINING},
+            )
         else:
             if exp.lifecycle_stage == "deleted":
                 self.client.restore_experiment(exp.experiment_id)
@@ -185,7 +336,7 @@ class MlflowTracker:
                 self.client.set_tag(parent_run_id, Tag.RESUMED_AT, time.strftime("%Y-%m-%dT%H:%M:%S"))
         else:
             tags = {Tag.ROLE: "study", Tag.STUDY_UID: uid, **({} if live else {Tag.SYNCED: "true"})}
-            run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+            run = self.client.create_run(self.experiment_id, start_time=_ms_at(start_time), run_name=name, tags=tags)
             self.parent_id = run.info.run_id
             self._queue_params(self.parent_id, flatten(spec))
             self.client.log_text(self.parent_id, yaml.safe_dump(spec, sort_keys=False), "spec.yaml")
@@ -194,29 +345,42 @@ class MlflowTracker:
         if self.on_parent is not None:
             self.on_parent(self.parent_id)
 
-    def study_progress(self, metrics: dict[str, float], step: int) -> None:
-        self._queue_metrics(self.parent_id, metrics, step)
+    def study_progress(self, metrics: dict[str, float], step: int, at: float | None = None) -> None:
+        self._queue_metrics(self.parent_id, metrics, step, _ms_at(at))
 
-    def end_study(self, status: str, summary: dict[str, float] | None, step: int) -> int:
+    def end_study(self, status: str, summary: dict[str, float] | None, step: int, end_time: float | None = None) -> int:
         """Flush everything and close the parent run (FINISHED, or KILLED when interrupted)."""
         if summary:
-            self._queue_metrics(self.parent_id, summary, step)
+            self._queue_metrics(self.parent_id, summary, step, _ms_at(end_time))
         self.flush()
-        self.client.set_terminated(self.parent_id, status=status)
+        self.client.set_terminated(self.parent_id, status=status, end_time=_ms_at(end_time))
         return 0
 
-    def close_parent(self, status: str, summary: dict[str, float], step: int) -> bool:
+    def close_parent(self, status: str, summary: dict[str, float], step: int, end_time: float | None = None) -> bool:
         if self.client.get_run(self.parent_id).info.status != "RUNNING":
             return False
-        self.end_study(status, summary, step)
+        self.end_study(status, summary, step, end_time)
         return True
 
     # -- trials -------------------------------------------------------------------------
-    def start_trial(self, number: int, params: dict[str, Any], tags: dict[str, str]) -> None:
+    def start_trial(self, number: int, params: dict[str, Any], tags: dict[str, str], start_time: float | None = None) -> None:
         all_tags = {Tag.PARENT: self.parent_id, Tag.TRIAL_NUMBER: str(number), Tag.STATE: "RUNNING", **tags}
-        run = self.client.create_run(self.experiment_id, run_name=f"trial-{number}", tags=all_tags)
+        run = self.client.create_run(self.experiment_id, start_time=_ms_at(start_time), run_name=f"trial-{number}", tags=all_tags)
         self.runs[number] = run.info.run_id
         self._queue_params(run.info.run_id, flatten(params))
+
+    def adopt_trial(self, number: int, params: dict[str, Any], tags: dict[str, str], start_time: float | None = None) -> None:
+        """Take over the run of a trial another writer started (its newest run under the
+        parent), or start one if that writer never created it."""
+        runs = [
+            r
+            for r in child_runs(self.client, self.experiment_id, self.parent_id)
+            if r.data.tags.get(Tag.TRIAL_NUMBER) == str(number)
+        ]
+        if runs:
+            self.runs[number] = max(runs, key=lambda r: r.info.start_time).info.run_id
+        else:
+            self.start_trial(number, params, tags, start_time)
 
     def tag_trial(self, number: int, tags: dict[str, str]) -> None:
         """Queue tags for a running trial's run (where it runs)."""
@@ -224,17 +388,35 @@ class MlflowTracker:
         if run_id is not None:
             self._queue_tags(run_id, tags)
 
-    def log_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
-        self._queue_metrics(self.runs[number], metrics, epoch)
+    def log_epoch(self, number: int, epoch: int, metrics: dict[str, float], at: float | None = None) -> None:
+        self._queue_metrics(self.runs[number], metrics, epoch, _ms_at(at))
 
-    def end_trial(self, number: int, state: str, status: str, tags: dict[str, str], summary: dict[str, float]) -> None:
+    def log_file(self, number: int, path: str, data: bytes, run_id: str | None = None) -> None:
+        """`data` as the artifact `path` of trial `number`'s run, or of the run `run_id`
+        (through a temporary file)."""
+        folder, _, name = path.rpartition("/")
+        with tempfile.TemporaryDirectory(prefix="hpstudy-") as tmp:
+            local = os.path.join(tmp, name)
+            with open(local, "wb") as f:
+                f.write(data)
+            self.client.log_artifact(run_id or self.runs[number], local, folder or None)
+
+    def end_trial(
+        self,
+        number: int,
+        state: str,
+        status: str,
+        tags: dict[str, str],
+        summary: dict[str, float],
+        end_time: float | None = None,
+    ) -> None:
         """Write the trial's last metrics, its summary and tags, then terminate its run."""
         run_id = self.runs.pop(number)
         step = int(summary.get("stopped_epoch", 0) or 0)
-        self._queue_metrics(run_id, summary, step)
+        self._queue_metrics(run_id, summary, step, _ms_at(end_time))
         self._queue_tags(run_id, {Tag.STATE: state, **tags})
         self._flush_run(run_id)
-        self.client.set_terminated(run_id, status=status)
+        self.client.set_terminated(run_id, status=status, end_time=_ms_at(end_time))
 
     def close(self) -> None:
         """Close the store's database connections (SQLite in WAL mode then checkpoints and

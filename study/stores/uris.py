@@ -14,6 +14,10 @@ Optuna storage URLs accepted (default: an Optuna journal file, ``.hpstudy/optuna
 
 Tracking URIs: ``sqlite:///PATH`` (default ``sqlite:///mlflow.db``), ``http(s)://HOST:PORT``
 (an MLflow server), ``postgresql://...``, ``file:///PATH``.
+
+A file store (journal, SQLite, ``file:``) must be writable where it lives: its folder (the
+database's journal files go there too) and the file when it exists. The checks probe the
+folder with an unnamed temporary file (``O_TMPFILE``), so they leave nothing behind.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import tempfile
 import urllib.error
 import urllib.request
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from study.spec import SpecError, StudySpec
@@ -43,6 +49,15 @@ class StorageError(SpecError):
 
 class TrackingError(SpecError):
     """A bad or unreachable tracking URI."""
+
+
+class EnvError(SpecError):
+    """A bad value given through an environment variable: the message starts with its name."""
+
+
+def from_env(var: str, e: SpecError) -> EnvError:
+    """`e`, about a value that came from environment variable `var`, saying so."""
+    return EnvError(f"environment variable {var}: {e}")
 
 
 def mask(url: str) -> str:
@@ -68,15 +83,18 @@ def with_env_defaults(spec: StudySpec, storage_flag: str | None, tracking_flag: 
     spec gives one. A stored spec whose tracking URI was masked (it had a password) takes
     ``MLFLOW_TRACKING_URI`` when that is the same URI with its password."""
     changes: dict[str, str] = {}
+    env_vars: dict[str, str] = {}
     env_storage = os.environ.get(STORAGE_ENV)
     if storage_flag is None and spec.storage is None and env_storage:
         changes["storage"] = env_storage
+        env_vars["storage"] = STORAGE_ENV
     env_tracking = os.environ.get(TRACKING_ENV)
     if tracking_flag is None and env_tracking:
         given = "tracking_uri" in spec.model_fields_set
         if not given or (is_masked(spec.tracking_uri) and mask(env_tracking) == spec.tracking_uri):
             changes["tracking_uri"] = env_tracking
-    return spec.with_overrides(**changes) if changes else spec
+            env_vars["tracking_uri"] = TRACKING_ENV
+    return spec.with_overrides(**changes).with_context(env_vars=env_vars) if changes else spec
 
 
 def env_storage(storage: str | None) -> str | None:
@@ -167,6 +185,9 @@ def check_storage(url: str | None, *, must_exist: bool = False) -> str:
         parent = os.path.dirname(os.path.abspath(path))
         if url != DEFAULT_STORAGE and not os.path.isdir(parent):
             raise StorageError(f"storage {shown!r}: folder {parent!r} does not exist")
+        problem = _unwritable(path if os.path.isdir(parent) else parent)
+        if problem:
+            raise StorageError(f"storage {shown!r}: {problem}")
         if kind == "sqlite" and _not_sqlite(path):
             raise StorageError(f"storage {shown!r}: {path!r} exists and is not an SQLite database")
         return url
@@ -174,6 +195,21 @@ def check_storage(url: str | None, *, must_exist: bool = False) -> str:
         check_server(url, "storage")
         return url
     raise StorageError(f"storage {shown!r}: unknown kind of URL; allowed: {STORAGE_ALLOWED}")
+
+
+def _unwritable(path: str) -> str | None:
+    """Why a file at `path` could not be written (its folder or the file itself), or None.
+    The folder is probed by opening an unnamed temporary file in it: permissions, read-only
+    mounts and pseudo file systems (``/proc``) all answer truthfully, and nothing is left."""
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        return f"cannot create a file in folder {folder!r} ({e.strerror or e})"
+    if os.path.isfile(path) and not os.access(path, os.W_OK):
+        return f"file {path!r} is not writable"
+    return None
 
 
 def _not_sqlite(path: str) -> bool:
@@ -212,6 +248,9 @@ def check_tracking(uri: str) -> str:
             raise TrackingError(f"tracking_uri {shown!r}: folder {parent!r} does not exist")
         if os.path.isdir(path):
             raise TrackingError(f"tracking_uri {shown!r}: {path!r} is a directory, not a database file")
+        problem = _unwritable(path)
+        if problem:
+            raise TrackingError(f"tracking_uri {shown!r}: {problem}")
         if _not_sqlite(path):
             raise TrackingError(f"tracking_uri {shown!r}: {path!r} exists and is not an SQLite database")
         return uri
@@ -230,8 +269,24 @@ def check_tracking(uri: str) -> str:
         path = uri.removeprefix("file://").removeprefix("file:")
         if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise TrackingError(f"tracking_uri {shown!r}: folder of {path!r} does not exist")
+        problem = _unwritable(os.path.join(path, "x") if os.path.isdir(path) else path)
+        if problem:
+            raise TrackingError(f"tracking_uri {shown!r}: {problem}")
         return uri
     raise TrackingError(f"tracking_uri {shown!r}: unknown kind of URI; allowed: {TRACKING_ALLOWED}")
+
+
+def artifact_root(uri: str) -> str | None:
+    """Where a new experiment of a SQLite tracking store keeps its artifacts: ``mlartifacts/``
+    next to the database (a ``file://`` URI), so a study writes nothing into the working
+    folder (MLflow's default for a database store is ``./mlruns``). None for other stores: a
+    server chooses its own, a ``file:`` store keeps them inside itself."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///")
+    if not path or path == ":memory:":
+        return None
+    return (Path(path).resolve().parent / "mlartifacts").as_uri()
 
 
 def is_server(uri: str) -> bool:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,8 @@ def read_file(path: str, label_column: str = "label", builtins: tuple[str, ...] 
 
 
 def _read_npz(path: str) -> Table:
+    if not zipfile.is_zipfile(path):  # np.load would try it as a pickle and say "pickled data"
+        raise DataError(f"{path}: not a readable .npz file (not a zip archive of .npy arrays)")
     try:
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in ("X", "y") if k not in z.files]

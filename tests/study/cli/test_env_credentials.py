@@ -67,7 +67,7 @@ def test_local_storage_warning_only_for_a_file_on_a_cluster() -> None:
 def test_report_masks_a_password_in_the_tracking_uri(capsys: pytest.CaptureFixture[str]) -> None:
     study = optuna.create_study()
     spec = parse_spec({**BASE, "tracking_uri": "http://admin:s3cret-pw@127.0.0.1:5000"})
-    print_summary(study, spec)
+    print_summary(SimpleNamespace(study=study, mlflow_complete=True, mlflow_lost=0, mlflow_repaired=0), spec)
     out = capsys.readouterr().out
     assert "s3cret-pw" not in out and "http://admin:***@127.0.0.1:5000" in out
 

@@ -5,7 +5,9 @@ interruptions deterministic; the plain ones run the real trainer."""
 from __future__ import annotations
 
 import math
+import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -332,3 +334,235 @@ def test_in_process_executor_default_runs_the_real_trainer(workdir: Path, tiny_s
     assert [type(e) for e in events] == [Started, Epoch, Epoch, Epoch, Ended] and {e.number for e in events} == {7}
     end = events[-1]
     assert isinstance(end, Ended) and end.reason == "completed" and end.stopped_epoch == 3
+
+
+# -- issue 14: MLflow tells the truth, whatever happens to its writer ----------------------------
+def writer_pids() -> list[int]:
+    """The live MLflow writer processes of this test process (``python -m study.stores.writer``)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmd = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"study.stores.writer" in cmd:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def slow(curves: Callable[[int], list[float]], epoch_seconds: float) -> Callable[..., Iterator[Any]]:
+    """`scripted` trials whose epochs take `epoch_seconds` each."""
+    inner = scripted(curves)
+
+    def fn(number: int, config: Any, data: Any) -> Iterator[Any]:
+        for event in inner(number, config, data):
+            if isinstance(event, Epoch):
+                time.sleep(epoch_seconds)
+                event = Epoch(event.number, event.epoch, event.metrics)  # stamped when the epoch finished
+            yield event
+
+    return fn
+
+
+class StallWriter(Listener):
+    """SIGSTOPs the MLflow writer for `seconds` when trial 0 starts: a writer far behind."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_trial_start(self, number: int, info: dict[str, Any]) -> None:
+        if number == 0:
+            (pid,) = writer_pids()
+            os.kill(pid, signal.SIGSTOP)
+            threading.Timer(self.seconds, os.kill, (pid, signal.SIGCONT)).start()
+
+
+def test_mlflow_times_are_when_trials_ran_even_with_a_stalled_writer(workdir: Path, tiny_spec: Any) -> None:
+    result = launch(tiny_spec, slow(lambda n: [1.0, 0.8, 0.6], 0.2), listener=StallWriter(3.0), trials=4, inline=False)
+    parent, children, client = mlflow_runs(workdir)
+    trials = result.study.get_trials()
+    for t in trials:
+        run, start, end = children[t.number], t.datetime_start.timestamp(), t.datetime_complete.timestamp()
+        assert abs(run.info.start_time / 1000 - start) < 1.0, (t.number, run.info.start_time / 1000 - start)
+        assert abs(run.info.end_time / 1000 - end) < 1.0, (t.number, run.info.end_time / 1000 - end)
+        stamps = [
+            m.timestamp / 1000 for m in sorted(client.get_metric_history(run.info.run_id, "val_loss"), key=lambda m: m.step)
+        ]
+        assert len(stamps) == 3 and stamps == sorted(stamps) and start <= stamps[0] and stamps[-1] <= end
+        assert stamps[1] - stamps[0] >= 0.15  # each point when its epoch finished, not when the writer got to it
+    first = min(t.datetime_start.timestamp() for t in trials)
+    last = max(t.datetime_complete.timestamp() for t in trials)
+    assert first - 5 < parent.info.start_time / 1000 <= first and last <= parent.info.end_time / 1000 < last + 5
+
+
+def test_parent_figures_after_resume_are_the_studys_and_read_left_to_right(workdir: Path, tiny_spec: Any) -> None:
+    launch(tiny_spec, scripted(lambda n: [1.0, 0.2] if n == 0 else [1.0, 0.9]), trials=3, inline=False, sampler="random")
+    second = launch(tiny_spec, scripted(lambda n: [1.0, 0.5]), resume=True, trials=5, inline=False, sampler="random")
+    study = second.study
+    parent, _, client = mlflow_runs(workdir)
+    last = {}
+    for key in ("finished", "completed", "pruned", "failed", "best_value"):
+        history = client.get_metric_history(parent.info.run_id, key)
+        steps = [m.step for m in sorted(history, key=lambda m: (m.timestamp, m.step))]
+        assert steps == sorted(steps) and steps[-1] == 5, (key, steps)  # logged in order, the summary last
+        last[key] = max(history, key=lambda m: (m.step, m.timestamp)).value
+    assert last["best_value"] == study.best_value == 0.2  # the first run's best
+    assert last["completed"] == len(study.get_trials(states=[TrialState.COMPLETE])) == 5
+    assert last["finished"] == 5 and last["failed"] == 0 and last["pruned"] == 0
+
+
+class KillWriter(Listener):
+    """SIGKILLs the current MLflow writer at the end of each trial in `at`."""
+
+    def __init__(self, *at: int) -> None:
+        self.at = set(at)
+        self.ended = 0
+
+    def on_trial_end(self, number: int, outcome: Any, snapshot: Any) -> None:
+        self.ended += 1
+        if self.ended in self.at:
+            deadline = time.monotonic() + 10
+            while not writer_pids() and time.monotonic() < deadline:  # a writer that replaces one is still starting
+                time.sleep(0.05)
+            for pid in writer_pids():
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_killed_writer_is_replaced_and_mlflow_repaired_at_the_end(
+    workdir: Path, tiny_spec: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    said: list[str] = []
+    result = launch(tiny_spec, listener=KillWriter(1), trials=5, inline=False, said=said, sampler="random")  # the real trainer
+    assert result.finished and result.succeeded == 5
+    (died,) = [m for m in said if "writer process stopped" in m]
+    assert "killed by SIGKILL" in died and "a new one took over" in died
+    assert result.mlflow_lost >= 1 and result.mlflow_complete
+    assert sum(m.startswith("MLflow missed writes during the study; filled in from Optuna") for m in said) == 1
+    assert "Traceback" not in capfd.readouterr().err
+    parent, children, client = mlflow_runs(workdir)
+    assert parent.info.status == "FINISHED"
+    assert_agree(result.study, children)
+    best = result.study.best_trial.number  # its weights too, even if the dead writer had them
+    assert [a.path for a in client.list_artifacts(children[best].info.run_id, "weights")] == ["weights/weights.npz"]
+
+
+def test_without_a_writer_the_study_finishes_and_says_how_to_fill_mlflow_in(
+    workdir: Path, tiny_spec: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from study.run.reconcile import sync
+    from study.stores.writer import MAX_RESTARTS
+
+    said: list[str] = []
+    killer = KillWriter(*range(1, MAX_RESTARTS + 2))  # the first writer and every one that replaces it
+    fn = slow(lambda n: [1.0, 0.9, 0.8], 0.05)
+    result = launch(tiny_spec, fn, listener=killer, trials=6, inline=False, said=said, sampler="random")
+    assert result.finished and result.succeeded == 6  # every trial ran to its end
+    assert len([m for m in said if "writer process stopped" in m]) == MAX_RESTARTS + 1
+    assert sum("goes on without MLflow" in m for m in said) == 1
+    assert not result.mlflow_complete and sum("sync tiny-study" in m and "missed" in m for m in said) == 1
+    assert "Traceback" not in capfd.readouterr().err
+    spec = tiny_spec()
+    sync("tiny-study", spec["storage"], spec["tracking_uri"])
+    parent, children, _ = mlflow_runs(workdir)
+    assert parent.info.status == "FINISHED"
+    assert_agree(result.study, children)
+
+
+@pytest.mark.integration
+def test_a_locked_mlflow_store_is_waited_for_with_one_warning(
+    workdir: Path, tiny_spec: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Another process holds the SQLite store's write lock from the end of the first trial
+    until a write has failed on it (MLflow waits 20 s for a lock before it fails), and 2 s
+    more: the writes are retried, one warning line, nothing lost, nothing stops."""
+    import sqlite3
+
+    said: list[str] = []
+
+    class Lock(Listener):
+        def on_trial_end(self, number: int, outcome: Any, snapshot: Any) -> None:
+            if snapshot.finished == 1:
+                held = threading.Event()
+                threading.Thread(target=self.hold, args=(held,), daemon=True).start()
+                held.wait(30)
+
+        def hold(self, held: threading.Event) -> None:
+            db = sqlite3.connect(workdir / "mlflow.db", isolation_level=None, timeout=30)
+            db.execute("BEGIN EXCLUSIVE")
+            held.set()
+            deadline = time.monotonic() + 90
+            while not any("retrying" in m for m in said) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(2)
+            db.execute("COMMIT")
+            db.close()
+
+    result = launch(tiny_spec, slow(lambda n: [1.0, 0.9], 0.05), listener=Lock(), trials=4, inline=False, said=said)
+    assert result.finished and result.succeeded == 4
+    (warning,) = said
+    assert warning.startswith("warning: MLflow") and "database is locked" in warning and "retrying" in warning
+    assert result.mlflow_lost == 0 and result.mlflow_complete
+    assert "Traceback" not in capfd.readouterr().err
+    parent, children, _ = mlflow_runs(workdir)
+    assert parent.info.status == "FINISHED"
+    assert_agree(result.study, children)
+
+
+def test_nothing_is_written_outside_the_stores(workdir: Path, tiny_spec: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    launch(tiny_spec, scripted(lambda n: [1.0, 0.5]), trials=2, inline=False)
+    assert list(elsewhere.iterdir()) == []  # no ./mlruns
+    parent, _, client = mlflow_runs(workdir)
+    assert parent.info.artifact_uri.startswith((workdir / "mlartifacts" / "tiny-study").as_uri())
+    assert [a.path for a in client.list_artifacts(parent.info.run_id)] == ["spec.yaml"]
+    assert client.get_experiment_by_name("tiny-study").tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_the_best_trials_weights_are_an_artifact_that_reproduces_it(workdir: Path, tiny_spec: Any, tmp_path: Path) -> None:
+    from study.run.worker import init_params, load_weights
+    from trainers.numpy_mlp.trainer import NumpyBackend
+
+    result = launch(tiny_spec, trials=3, seed=3, inline=False)
+    best = result.study.best_trial
+    _, children, client = mlflow_runs(workdir)
+    with_weights = [n for n, run in children.items() if client.list_artifacts(run.info.run_id, "weights")]
+    assert best.number in with_weights
+    assert all(result.study.trials[n].value >= best.value for n in with_weights)  # each was the best when it ended
+    path = client.download_artifacts(children[best.number].info.run_id, "weights/weights.npz", str(tmp_path))
+    config = TrialRecord.of(best).config
+    data = prepare(parse_spec(tiny_spec())).data
+    model = NumpyBackend(config, data, init_params(load_weights(path)))
+    val_loss, _, _ = model.evaluate("val")
+    assert val_loss == pytest.approx(best.value, rel=1e-5)  # the kept (best-epoch) weights
+
+
+def test_a_time_budget_ends_the_run_with_a_clear_line(workdir: Path, tiny_spec: Any) -> None:
+    said: list[str] = []
+    result = launch(tiny_spec, slow(lambda n: [1.0, 0.9, 0.8], 0.1), trials=40, time_budget="1s", said=said)
+    assert result.finished and result.budget_reached
+    n = sum(is_counted(t) for t in result.study.get_trials())
+    assert 1 <= n < 40 and not [t for t in result.study.get_trials() if t.state == TrialState.RUNNING]
+    (line,) = [m for m in said if m.startswith("time budget")]
+    assert line.startswith(f"time budget of 1s reached: no trial started after it, the trials running then finished; {n} of 40")
+    assert line.endswith("resume tiny-study")
+    parent, children, _ = mlflow_runs(workdir)
+    assert parent.info.status == "FINISHED"
+    assert_agree(result.study, children)
+
+
+def test_a_study_without_a_successful_trial_names_its_most_common_error(workdir: Path, tiny_spec: Any) -> None:
+    from study.cli.runs import no_success
+
+    def fn(number: int, config: Any, data: Any) -> Iterator[Any]:
+        yield Started(number, {"pid": 0})
+        yield Failed(number, f"ValueError: no GPU (in epoch {number + 1})" if number != 1 else "KeyError: 'x'")
+
+    result = launch(tiny_spec, fn, trials=3)
+    assert result.finished and result.succeeded == 0
+    assert result.common_error() == ("ValueError: no GPU", 2)  # the epoch in parentheses does not split them
+    assert no_success(result, parse_spec(tiny_spec())) == (
+        "no trial of study 'tiny-study' succeeded (3 finished, all failed); most common error (2 of 3): ValueError: no GPU"
+    )

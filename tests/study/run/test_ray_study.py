@@ -6,6 +6,7 @@ they run."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -315,4 +316,43 @@ def test_resources_no_node_can_hold_exit_2_and_write_nothing(
     )
     assert p.returncode == 2, p.stderr
     assert "field resources: a trial needs 64 CPU(s)" in p.stderr and "Traceback" not in p.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in workdir.iterdir()} == before  # no .hpstudy/, mlflow.db untouched
+
+
+def test_a_study_whose_trials_all_fail_exits_1_naming_the_error(
+    ray_address: str, workdir: Path, tiny_spec: Any, study_cli: str
+) -> None:
+    spec = tiny_spec(dataset=SLOW_DATA, trials=2, fixed=SLOW, timeout=0.5)  # every trial runs past its timeout
+    (workdir / "spec.yaml").write_text(yaml.safe_dump(spec))
+    p = subprocess.run(
+        [study_cli, "launch", "spec.yaml", "--address", ray_address, "--quiet"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "error: no trial of study 'tiny-study' succeeded (2 finished, all failed)" in p.stderr
+    assert "most common error (2 of 2): ran longer than timeout=0.5s" in p.stderr and "Traceback" not in p.stderr
+    if shutil.which("study") != study_cli:  # the hints name the command as it can be typed here
+        assert f"Best trials: {study_cli} best tiny-study" in p.stdout, p.stdout
+
+
+def test_device_cuda_without_a_gpu_is_bad_input(ray_address: str, workdir: Path, tiny_spec: Any, study_cli: str) -> None:
+    spec = tiny_spec(backend="torch", device="cuda")
+    spec.pop("storage")  # the default: a journal in .hpstudy/ of the working folder
+    (workdir / "spec.yaml").write_text(yaml.safe_dump(spec))
+    before = {p.name: p.stat().st_mtime_ns for p in workdir.iterdir()}
+    p = subprocess.run(
+        [study_cli, "launch", "spec.yaml", "--address", ray_address, "--quiet"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 2, p.stdout + p.stderr
+    lines = [line for line in p.stderr.strip().splitlines() if not line.startswith("warning: the Optuna storage")]
+    assert lines == [
+        "error: field device: cuda needs a GPU, but the Ray cluster has none (Ray sees 0 GPUs); use device: cpu or auto"
+    ]
     assert {p.name: p.stat().st_mtime_ns for p in workdir.iterdir()} == before  # no .hpstudy/, mlflow.db untouched

@@ -64,3 +64,31 @@ def test_storage_not_a_database(tmp_path: Path) -> None:
 def test_bad_tracking_uri(uri: str, message: str) -> None:
     with pytest.raises(SpecError, match=message):
         uris.check_tracking(uri)
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:////proc/x.db", "journal:/proc/x.journal", "/proc/x.db", "/proc/optuna.journal", "journal:///proc/x.journal"]
+)
+def test_storage_in_a_folder_that_takes_no_files_is_refused(url: str) -> None:
+    with pytest.raises(SpecError, match="cannot create a file in folder '/proc'") as info:
+        uris.check_storage(url)
+    assert str(info.value).startswith("storage ")
+
+
+@pytest.mark.parametrize("uri", ["sqlite:////proc/mlflow.db", "file:///proc/mlruns", "file:/proc/mlruns"])
+def test_tracking_in_a_folder_that_takes_no_files_is_refused(uri: str) -> None:
+    with pytest.raises(SpecError, match="tracking_uri .*cannot create a file in folder '/proc'"):
+        uris.check_tracking(uri)
+
+
+def test_the_default_storage_needs_a_writable_working_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir("/proc")  # .hpstudy/ would be created here
+    with pytest.raises(SpecError, match="cannot create a file in folder '/proc'"):
+        uris.check_storage(None)
+    monkeypatch.chdir(tmp_path)
+    assert uris.check_storage(None) == uris.DEFAULT_STORAGE and os.listdir(tmp_path) == []  # the probe left nothing
+
+
+def test_artifacts_of_a_sqlite_store_go_next_to_it(tmp_path: Path) -> None:
+    assert uris.artifact_root(f"sqlite:///{tmp_path / 'm.db'}") == (tmp_path / "mlartifacts").as_uri()
+    assert uris.artifact_root("http://127.0.0.1:5000") is None and uris.artifact_root("file:///x") is None
