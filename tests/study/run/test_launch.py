@@ -425,8 +425,11 @@ class KillWriter(Listener):
             deadline = time.monotonic() + 10
             while not writer_pids() and time.monotonic() < deadline:  # a writer that replaces one is still starting
                 time.sleep(0.05)
-            for pid in writer_pids():
+            killed = set(writer_pids())
+            for pid in killed:
                 os.kill(pid, signal.SIGKILL)
+            while killed & set(writer_pids()) and time.monotonic() < deadline + 5:  # dead before the driver's next write
+                time.sleep(0.01)
 
 
 def test_a_killed_writer_is_replaced_and_mlflow_repaired_at_the_end(
