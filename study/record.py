@@ -66,6 +66,7 @@ class StudyAttr:
     CODE = "hpstudy.code"  # the user's model or trainer code (`CodeRecord.to_json`)
     CODE_HISTORY = "hpstudy.code_history"  # earlier `CODE`s, each with ``until_trial``
     BEAT = "hpstudy.beat."  # + driver id: the driver's last beat (unix time; 0 = it ended)
+    TRACKED = "hpstudy.mlflow_complete_through"  # every trial up to this number has its complete MLflow run
 
 
 class TrialAttr:
@@ -96,6 +97,7 @@ class TrialAttr:
     MEASURES = "measures"  # {measure: value or None}: every measure of the comparison, taken when it ends
     MEASURE_ERRORS = "measure_errors"  # {measure: why it has no value}, only when some failed
     CONFIRMS = "confirms"  # a confirmation run: the study whose top trial it re-trains
+    GAP_AT_BEST = "gap_at_best"  # validation minus training loss at the best epoch (queries filter on it)
 
 
 #: Keys of a trial's placement (where Ray ran it), recorded as MLflow tags and as the Optuna

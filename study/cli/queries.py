@@ -77,14 +77,14 @@ def best_command(args: argparse.Namespace) -> int:
         df = handle.best_trials(k=args.k, where=args.where, scope=args.scope)
     except ValueError as e:
         raise SpecError(str(e)) from None
-    study_trials = handle.trials(with_runs=False)
-    searched = [c for c in study_trials.attrs.get("searched", []) if c in df]
+    searched = [c for c in df.attrs.get("searched", []) if c in df]  # over the whole study (no second read of it)
     value_cols = [c for c in df.columns if c == "value" or c.startswith("value_")]
     tests = [c for c in TEST_METRICS if c in df and df[c].notna().any()]
     budget = ["n_params_budget"] if "n_params_budget" in df and df["n_params_budget"].notna().any() else []
     base = [c for c in (*BEST_COLUMNS[:1], *value_cols, *BEST_COLUMNS[2:], *budget) if c in df]
     if args.json:
-        records = {t.number: TrialRecord.of(t) for t in handle.optuna.get_trials(deepcopy=False)}
+        shown = {int(n) for n in df["number"]} if "number" in df else set()
+        records = {t.number: TrialRecord.of(t) for t in handle.optuna.get_trials(deepcopy=False) if t.number in shown}
         print(
             json.dumps(
                 [_json_row(r, base + tests + ["run_id"], records.get(int(r["number"]))) for _, r in df.iterrows()], indent=2

@@ -58,6 +58,36 @@ TEST_NOTE = (
 )
 
 
+_RUN_ONLY = re.compile(r"\b(run_id|run_status|" + "|".join(TEST_METRICS) + r")\b")
+
+
+def _needs_runs(where: str, df: pd.DataFrame) -> bool:
+    """Whether a `where` filter reads columns only MLflow has for these rows."""
+    if _RUN_ONLY.search(where):
+        return True
+    return "gap_at_best" in where and bool(df.get("gap_at_best", pd.Series(dtype=float)).isna().any())
+
+
+def _searched_in(trials: list[optuna.trial.FrozenTrial]) -> list[str]:
+    """`StudyHandle.trials`' ``searched`` from the stored attrs alone (no configuration
+    rebuilt): the fields recorded as searched in some trial, else those whose stored value
+    differs between trials (the seed aside)."""
+    recorded: set[str] = set()
+    seen: dict[str, set[str]] = {f: set() for f in FIELDS if f != "seed"}
+    for t in trials:
+        fields = t.user_attrs.get(TrialAttr.SEARCHED)
+        if isinstance(fields, list):
+            recorded.update(str(f) for f in fields)
+        config = t.user_attrs.get(TrialAttr.CONFIG)
+        if isinstance(config, dict):
+            for f, values in seen.items():
+                if len(values) < 2:
+                    values.add(repr(config.get(f)))
+    if recorded:
+        return [f for f in FIELDS if f in recorded]
+    return [f for f, values in seen.items() if len(values) > 1]
+
+
 class StudyHandle:
     """A study in Optuna storage and its MLflow experiment, for querying."""
 
@@ -86,9 +116,10 @@ class StudyHandle:
         self.reader = RunReader(uri)
 
     # -- MLflow ---------------------------------------------------------------------------
-    def runs(self) -> dict[int, TrialRun]:
-        """The study's MLflow trial runs by trial number (the newest when a number repeats)."""
-        return self.reader.trial_runs(self.experiment, self.parent_run_id)
+    def runs(self, numbers: Iterable[int] | None = None) -> dict[int, TrialRun]:
+        """The study's MLflow trial runs by trial number (the newest when a number repeats):
+        all, or those of trials `numbers` (a few small searches instead of every page)."""
+        return self.reader.trial_runs(self.experiment, self.parent_run_id, numbers)
 
     @property
     def experiment(self) -> str:
@@ -141,15 +172,10 @@ class StudyHandle:
         row.update(dict(zip(cols, values, strict=True)))
         for k in ATTR_COLUMNS:
             row[k] = r.attrs.get(k)
-        row["gap_at_best"] = math.nan
+        gap = r.attrs.get(TrialAttr.GAP_AT_BEST)  # in Optuna since issue 15; else from the run
+        row["gap_at_best"] = float(gap) if isinstance(gap, (int, float)) else math.nan
         row.update(dict.fromkeys(TEST_METRICS, math.nan))
-        row["run_id"] = None
-        if run is not None:
-            row["run_id"] = run.run_id
-            row["run_status"] = run.status
-            for k in ("gap_at_best", *TEST_METRICS):
-                if k in run.metrics:
-                    row[k] = run.metrics[k]
+        row = self._row_runs(row, run)
         config, own = r.config, r.user_params
         if config is not None:  # the configuration as stored when the trial was asked for, less what had no effect
             shown = {k: (v if config.applies(k) else None) for k, v in config.to_dict().items()}
@@ -161,6 +187,22 @@ class StudyHandle:
         row["searched"] = r.searched
         for p, v in r.params.items():  # the sampled values, under Optuna's names
             row.setdefault(f"param_{p}", v)
+        return row
+
+    @staticmethod
+    def _row_runs(row: dict[str, Any], run: TrialRun | None) -> dict[str, Any]:
+        """A row's MLflow columns: run id and status, the test metrics, and gap_at_best when
+        Optuna lacks it."""
+        row["run_id"] = None
+        if run is not None:
+            row["run_id"] = run.run_id
+            row["run_status"] = run.status
+            for k in TEST_METRICS:
+                if k in run.metrics:
+                    row[k] = run.metrics[k]
+            gap = row.get("gap_at_best")
+            if "gap_at_best" in run.metrics and (gap is None or math.isnan(gap)):
+                row["gap_at_best"] = run.metrics["gap_at_best"]
         return row
 
     def _sort(self, df: pd.DataFrame, column: str | None = None) -> pd.DataFrame:
@@ -184,8 +226,16 @@ class StudyHandle:
             raise ValueError(
                 f"scope={scope!r} needs a single-objective study; {self.name!r} has {len(self.objectives)} objectives"
             )
-        df = self.trials(states=["COMPLETE"])
         metric = self.objectives[0]
+        if where is None and (len(self.objectives) > 1 or scope == self.spec.objective.scope or metric == "n_params"):
+            return self._top(k)
+        # Optuna has what ranks and filters; MLflow is read for the k trials shown (a where on
+        # run_id, run_status or a gap_at_best that Optuna lacks reads every run)
+        df = self.trials(states=["COMPLETE"], with_runs=False)
+        runs_read = where is not None and _needs_runs(where, df)
+        if runs_read:
+            df = self.trials(states=["COMPLETE"])
+        attrs = dict(df.attrs)
         if len(self.objectives) == 1 and scope != self.spec.objective.scope and not df.empty and metric != "n_params":
             curves = self.curves(df["number"].tolist(), keys=[metric]).reindex(columns=["trial", "epoch", metric])
             epoch = "stopped_epoch" if scope == "last" else "best_epoch"
@@ -202,8 +252,35 @@ class StudyHandle:
                 df = df.query(where)
             except Exception as e:  # pandas raises many kinds for a bad expression
                 raise ValueError(f"where {where!r}: {e}; columns: {', '.join(map(str, df.columns))}") from None
-        df = self._sort(df)
-        return df.head(k).reset_index(drop=True)
+        df = self._sort(df).head(k).reset_index(drop=True)
+        df.attrs.update(attrs)  # objectives, directions, test metrics
+        if not runs_read:
+            return self._with_runs(df)
+        df.attrs["searched"] = df.attrs["hyperparameters"] = _searched_in(self.optuna.get_trials(deepcopy=False))
+        return df
+
+    def _top(self, k: int) -> pd.DataFrame:
+        """`best_trials` without a filter: ranked in Optuna, rows built for the `k` shown only."""
+        done = self.optuna.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        sign = -1.0 if self.directions[0] == "maximize" else 1.0
+        top = sorted(done, key=lambda t: (sign * t.values[0], t.number))[:k]
+        df = pd.DataFrame([self._row(t, None) for t in top])
+        if df.empty:
+            df = pd.DataFrame(columns=["number", "state", "stop_reason", *self._value_columns()])
+        df.attrs.update(objectives=self.objectives, directions=self.directions)
+        return self._with_runs(df)
+
+    def _with_runs(self, df: pd.DataFrame) -> pd.DataFrame:
+        """`df` (a few rows of `trials(with_runs=False)`) with its trials' MLflow columns, and
+        the attrs `trials` gives, ``searched`` over the whole study."""
+        runs = self.runs(df["number"].tolist()) if not df.empty else {}
+        rows = [self._row_runs(row, runs.get(int(row["number"]))) for row in df.to_dict("records")]
+        out = pd.DataFrame(rows, columns=list(dict.fromkeys([*df.columns, "run_id", "run_status"]))) if rows else df
+        out.attrs.update(df.attrs)
+        out.attrs["searched"] = out.attrs["hyperparameters"] = _searched_in(self.optuna.get_trials(deepcopy=False))
+        out.attrs["test_metrics"] = [c for c in TEST_METRICS if c in out and out[c].notna().any()]
+        out.attrs["notes"] = [TEST_NOTE] if out.attrs["test_metrics"] else []
+        return out
 
     def pareto_front(self) -> pd.DataFrame:
         """The non-dominated completed trials of a multi-objective study."""

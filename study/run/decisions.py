@@ -32,6 +32,7 @@ from study.run.events import Ended
 from study.run.lease import Lease
 from study.run.samplers import trial_seed
 from study.spec import StudySpec
+from study.stores import optuna_storage
 from trainers import TrainConfig
 
 
@@ -96,6 +97,8 @@ class Decisions:
         self.n_classes = n_classes
         self.lease = lease
         self.counted = sum(TrialRecord.of(t).counted for t in study.get_trials(deepcopy=False))
+        self._final: set[int] = set()  # a shared study's finished trials seen by `_count_shared`
+        self._final_counted = 0  # how many of them count
 
     @property
     def target(self) -> int:
@@ -106,18 +109,17 @@ class Decisions:
         (several drivers: counting all of them)."""
         with self.lease.counting():
             if self.lease.shared:
-                records = [TrialRecord.of(t) for t in self.study.get_trials(deepcopy=False)]
-                self.counted = sum(r.counted for r in records)
-                running = sum(r.state == TrialState.RUNNING and not r.attrs.get(TrialAttr.RETRIED) for r in records)
-                if self.counted + running >= self.target:
+                counted, running = self._count_shared()
+                self.counted = counted
+                if counted + running >= self.target:
                     return None
             trial = self.study.ask()
-        if self.lease.shared:
-            trial.set_user_attr(TrialAttr.DRIVER, self.lease.driver)
         attrs = trial.user_attrs  # what enqueue_trial gave a re-run: attempt, retry_of
         seed = trial_seed(self.spec.seed, trial.number)
-        trial.set_user_attr(TrialAttr.SEED, seed)
         attempt, retry_of = int(attrs.get(TrialAttr.ATTEMPT, 0)), attrs.get(TrialAttr.RETRY_OF)
+        mine: dict[str, Any] = {TrialAttr.SEED: seed}
+        if self.lease.shared:
+            mine[TrialAttr.DRIVER] = self.lease.driver
         try:
             drawn = self.space.draw(trial, overrides=dict(self.spec.fixed), n_inputs=self.n_inputs, n_classes=self.n_classes)
             config, params = drawn.config, dict(drawn.params)
@@ -126,13 +128,30 @@ class Decisions:
             if config is None:
                 params.setdefault("seed", seed)
         except Exception as e:  # noqa: BLE001 - a bad sample fails this trial, not the study
+            optuna_storage.set_user_attrs(trial, mine)
             return Asked(trial, None, f"{type(e).__name__}: {e}", seed, attempt, retry_of)
         own = None if self.spec.target == "mlp" else params
-        if own is not None:  # first: a stored config without user params is the built-in MLP's (a kill may fall between)
-            trial.set_user_attr(TrialAttr.USER_PARAMS, params_to_json(own))
+        if own is not None:  # before the config: a stored config without user params is the built-in MLP's
+            mine[TrialAttr.USER_PARAMS] = params_to_json(own)
         if config is not None:
-            trial.set_user_attr(TrialAttr.CONFIG, config_to_json(config))
+            mine[TrialAttr.CONFIG] = config_to_json(config)
+        optuna_storage.set_user_attrs(trial, mine)  # one storage write (in this order where it cannot be one)
         return Asked(trial, config, "", seed, attempt, retry_of, own)
+
+    def _count_shared(self) -> tuple[int, int]:
+        """(counted, running) over every driver's trials of a shared study. A finished trial
+        never changes, so each is judged once and remembered: the work of an ask grows with
+        the trials not yet finished, not with the whole study."""
+        running = 0
+        for t in self.study.get_trials(deepcopy=False):
+            if t.number in self._final:
+                continue
+            if t.state.is_finished():
+                self._final.add(t.number)
+                self._final_counted += not t.user_attrs.get(TrialAttr.RETRIED, False)
+            elif t.state == TrialState.RUNNING and not t.user_attrs.get(TrialAttr.RETRIED):
+                running += 1
+        return self._final_counted, running
 
     def note(self, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
         """Record facts about a running trial (where it runs) as user attrs."""
@@ -163,9 +182,8 @@ class Decisions:
             attrs[TrialAttr.ERROR] = outcome.message[:4000]
         if retry:
             attrs[TrialAttr.RETRIED] = True
-        for k, v in attrs.items():
-            trial.set_user_attr(k, v)
-        self.study.tell(trial, outcome.values if outcome.state == TrialState.COMPLETE else None, state=outcome.state)
+        optuna_storage.set_user_attrs(trial, attrs)  # one storage write
+        optuna_storage.tell(self.study, trial, outcome.values if outcome.state == TrialState.COMPLETE else None, outcome.state)
         if retry:
             enqueue_retry(self.study, trial.number, trial.params, asked.attempt + (outcome.reason is StopReason.WORKER_DIED))
             return False

@@ -20,6 +20,11 @@ With `TrackerProcess` the writes are done by the driver's writer process, which 
 everything it was handed even if the driver is killed; a driver killed before telling Optuna
 leaves the trial RUNNING there, and ``study resume`` re-runs it and repairs its MLflow run.
 
+With ``queued > 0`` that many trials more are submitted than run at once, only when the
+executor itself holds them until a slot frees (Ray, with ``concurrency`` at the cluster's
+capacity): a slot then starts its next trial as soon as the last one returns, without
+waiting for the driver's turn; they show as queued until their `Started` event.
+
 Ctrl-C (SIGINT) or SIGTERM asks the loop to stop: running trials are cancelled and recorded
 as interrupted (re-enqueued for a resume); a second Ctrl-C stops at once. With the spec's
 ``time_budget`` no trial starts once that many seconds have passed since the loop started;
@@ -128,12 +133,14 @@ class Driver:
         listener: Listener | None = None,
         tick: float = 0.2,
         tally: Tally | None = None,
+        queued: int = 0,
     ) -> None:
         self.decisions = decisions
         self.spec = decisions.spec
         self.executor = executor
         self.tracker = tracker
         self.concurrency = concurrency
+        self.queued = queued  # trials submitted beyond `concurrency`: they wait in the executor's queue
         self.listener = listener or Listener()
         self.tick = tick
         self.running: dict[int, RunningTrial] = {}
@@ -175,7 +182,7 @@ class Driver:
         return self.decisions.target - self.decisions.counted - len(self.running)
 
     def _fill(self) -> None:
-        while len(self.running) < self.concurrency and self.remaining > 0 and not self.stop_requested:
+        while len(self.running) < self.concurrency + self.queued and self.remaining > 0 and not self.stop_requested:
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 self.budget_reached = True
                 return
@@ -230,13 +237,17 @@ class Driver:
             self._end(r, Outcome(StopReason.PRUNED, attrs={TrialAttr.PRUNED_STEP: epoch, TrialAttr.PRUNED_VALUE: r.value}))
 
     def _finished(self, r: RunningTrial, end: Ended) -> None:
-        attrs = {
+        attrs: dict[str, Any] = {
             TrialAttr.BEST_EPOCH: end.best_epoch,
             TrialAttr.STOPPED_EPOCH: end.stopped_epoch,
             **self.decisions.ended(r.asked, r.history, end),
         }
         if end.n_params:  # a trainer function has a parameter count only if it reports one
             attrs[TrialAttr.N_PARAMS] = end.n_params
+        at_best = r.history.get(end.best_epoch or -1, {})
+        gap = at_best.get("val_loss", math.nan) - at_best.get("train_loss", math.nan)
+        if math.isfinite(gap):  # in Optuna too: `study best --where "gap_at_best < ..."` needs no MLflow
+            attrs[TrialAttr.GAP_AT_BEST] = gap
         reason = StopReason.from_trainer(end.reason)
         if reason is StopReason.DIVERGED:
             self._end(r, Outcome(reason, message=f"loss or weights not finite at epoch {end.stopped_epoch}", attrs=attrs), end)

@@ -34,7 +34,7 @@ from study.run.driver import Driver, Listener
 from study.run.executor import Executor
 from study.run.lease import Lease, beats, driver_id, live_drivers
 from study.run.prepare import Prepared, prepare
-from study.run.reconcile import release_orphans, repair_tracking
+from study.run.reconcile import mark_tracked, release_orphans, repair_tracking
 from study.run.samplers import make_pruner, make_sampler
 from study.run.tally import Tally
 from study.spec import SpecError, StudySpec, load_spec, parse_spec
@@ -144,7 +144,8 @@ def open_study(prep: Prepared, *, resume: bool) -> tuple[optuna.Study, bool]:
     """Create the study, or load it when it exists (resume, or a launch of the same spec).
     Returns (study, is_new)."""
     spec, url = prep.spec, prep.storage_url
-    names = optuna_storage.study_names(url)
+    storage = optuna_storage.open_storage(url)  # opened once: a journal is replayed once
+    names = optuna_storage.study_names(url, storage)
     exists = spec.name in names
     if resume and not exists:
         raise optuna_storage.no_such_study(spec.name, url, names)
@@ -153,7 +154,6 @@ def open_study(prep: Prepared, *, resume: bool) -> tuple[optuna.Study, bool]:
             return optuna_storage.create_study(spec, url, make_sampler(spec), make_pruner(spec)), True
         except optuna.exceptions.DuplicatedStudyError:  # another driver created it just now
             return open_study(prep, resume=resume)
-    storage = optuna_storage.open_storage(url)
     probe = optuna.load_study(study_name=spec.name, storage=storage)
     attrs = probe.user_attrs
     diff = spec_differences(stored_spec(attrs) or {}, optuna_storage.spec_record(spec))
@@ -247,6 +247,7 @@ def _drive(
         under=nest_under(spec, prep.storage_url),
     )  # fmt: skip
     lease = Lease(study, None if is_local_file(prep.storage_url) else prep.storage_url)
+    repaired = None
     try:
         if not is_new:
             left = release_orphans(study, lease)
@@ -262,7 +263,9 @@ def _drive(
         decisions = decisions_for(study, spec, prep.space, prep.data, lease)
         concurrency = min(spec.concurrency or ex.capacity(), spec.trials)
         tally = Tally(study, spec, shared=lease.shared)
-        driver = Driver(decisions, ex, tracker, concurrency=concurrency, listener=listener, tally=tally)
+        queue = getattr(ex, "queue_ahead", None)  # trials the executor can hold until a slot frees
+        queued = queue(concurrency) if queue is not None else 0
+        driver = Driver(decisions, ex, tracker, concurrency=concurrency, listener=listener, tally=tally, queued=queued)
         finished = driver.run()
         tally.load()  # the final figures, every driver's trials included
         verdict = conclude(study, spec) if finished and conclude is not None else None
@@ -282,7 +285,10 @@ def _drive(
                 f"then finished; {tally.finished} of {spec.trials} trials are finished. "
                 f"Continue with: {study_command()} resume {spec.name}"
             )
+        if not lost:
+            mark_tracked(study, lease, repaired)  # a resume checks the runs of later trials only
         lease.beat(ended=True)
+        optuna_storage.save_snapshot(study)  # the next `study status` or resume reads the journal from here
         return result
     finally:
         lease.close()
@@ -299,7 +305,7 @@ def _repair_at_end(
         repaired = repair_tracking(study, spec, tracker, lambda r: lease.owns(r, last))
         tracker.close_parent(status, tally.metrics(), tally.finished, ended)  # if closing it was lost too
         best = result.driver.best_file
-        run = tracker.trial_runs().get(best[0]) if best is not None else None
+        run = tracker.trial_runs([best[0]]).get(best[0]) if best is not None else None
         if best is not None and run is not None:  # the weights file may have been lost too: Optuna cannot restore it
             tracker.log_file(*best, run_id=run.run_id)
     except TrackingFailure as e:

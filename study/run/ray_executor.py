@@ -31,6 +31,9 @@ from study.run.worker import trial_events
 from study.spec import SpecError
 from trainers import Dataset, TrainConfig
 
+#: `poll` takes the events already there in at most this many rounds.
+_DRAIN_ROUNDS = 16
+
 
 def _thread_env(threads: int) -> dict[str, str]:
     n = str(threads)
@@ -112,6 +115,7 @@ class RayExecutor:
         self.local = local  # the Ray this driver started on this machine
         self.trial_fn = trial_fn
         self.code = code
+        self._fn_ref = ray.put(trial_fn) if trial_fn is not None else None  # pickled once, not per trial
         self.backend = backend
         self.device = device
         self.cpus = cpus
@@ -127,11 +131,17 @@ class RayExecutor:
             slots = min(slots, int(total.get("GPU", 0) // self.gpus))
         return max(1, slots)
 
+    def queue_ahead(self, concurrency: int) -> int:
+        """How many trials the driver may submit beyond `concurrency`: Ray holds them until a
+        CPU frees and then runs the next one on the worker the last one used (no new lease);
+        none when `concurrency` is below the cluster's capacity (Ray would run them at once)."""
+        return max(1, concurrency // 8) if concurrency >= self.capacity() else 0
+
     def submit(self, number: int, config: TrainConfig | None, params: Mapping[str, Any] | None = None) -> None:
         opts: dict[str, Any] = {"num_cpus": self.cpus, "num_gpus": self.gpus, "name": f"trial-{number}"}
-        if self.trial_fn is not None:
+        if self._fn_ref is not None:
             assert config is not None, "a scripted trial function takes a TrainConfig"
-            gen = _run_fn.options(**opts).remote(self.trial_fn, number, config, self.data_ref)
+            gen = _run_fn.options(**opts).remote(self._fn_ref, number, config, self.data_ref)
         else:
             args: tuple[Any, ...] = (number, config, self.data_ref, self.backend, self.device, self.threads)
             if self.code is not None:
@@ -140,27 +150,42 @@ class RayExecutor:
         self.streams[number] = gen
 
     def poll(self, timeout: float) -> list[Event]:
-        """One event from every stream that has one ready, waiting up to `timeout` for the
-        first. Two `ray.wait` calls at most, whatever the number of trials in flight."""
+        """Every event that is ready, waiting up to `timeout` for the first, in the order of
+        submission (trial by trial). One `ray.get` and one `ray.wait` a round, whatever the
+        number of trials in flight; a failed stream's error is told apart by getting each
+        alone."""
         if not self.streams:
             return []
         gens = list(self.streams.values())
         ready, _ = ray.wait(gens, num_returns=len(gens), timeout=0)
         if not ready:
             ready, _ = ray.wait(gens, num_returns=1, timeout=timeout)
-        ready_ids = {id(g) for g in ready}
-        events: list[Event] = []
-        for number, gen in list(self.streams.items()):
-            if id(gen) in ready_ids:
-                self._next(number, gen, events)
-        return events
+        order = {number: i for i, number in enumerate(self.streams)}
+        got: dict[int, list[Event]] = {}
+        for _ in range(_DRAIN_ROUNDS):  # every event already there, not one per stream and turn
+            ready_ids = {id(g) for g in ready}
+            numbers, refs = [], []
+            for number, gen in list(self.streams.items()):
+                if id(gen) in ready_ids:
+                    try:
+                        refs.append(next(gen))
+                        numbers.append(number)
+                    except StopIteration:
+                        self._drop(number)
+            if not refs:
+                break
+            try:
+                for number, event in zip(numbers, ray.get(refs), strict=True):
+                    got.setdefault(number, []).append(event)
+            except RayError:
+                for number, ref in zip(numbers, refs, strict=True):
+                    self._get(number, ref, got.setdefault(number, []))
+            more = [self.streams[n] for n in numbers if n in self.streams]
+            ready = ray.wait(more, num_returns=len(more), timeout=0)[0] if more else []
+        # by submission: a trial's end comes before the start of the trial queued behind it
+        return [e for n in sorted(got, key=order.__getitem__) for e in got[n]]
 
-    def _next(self, number: int, gen: Any, events: list[Event]) -> None:
-        try:
-            ref = next(gen)
-        except StopIteration:
-            self._drop(number)
-            return
+    def _get(self, number: int, ref: Any, events: list[Event]) -> None:
         try:
             events.append(ray.get(ref))
         except TaskCancelledError:

@@ -15,6 +15,11 @@ MLflow outage, the stores may disagree; reconciling makes them agree again:
 
 Idempotent: a second pass finds every run complete and writes nothing. Trials still running,
 or owned by a driver that is still alive, are left to their driver.
+
+At ten thousand trials, reading every run back takes minutes, so a driver that ends cleanly
+(every MLflow write delivered) records how far the runs are known complete (the study attr
+``hpstudy.mlflow_complete_through``, `mark_tracked`); a resume checks only the trials after
+it, looking their runs up one by one when they are few. `study sync` checks every trial.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from study.run.design import nest_under
 from study.run.lease import Lease, beats, driver_id, is_gone, live_drivers
 from study.spec import SpecError, StudySpec
 from study.stores import optuna_storage
+from study.stores.runs import MAX_SEARCHES
 from study.stores.tracker import MlflowTracker, RunInfo, Tracker
 from study.stores.uris import check_tracking, is_local_file
 
@@ -45,6 +51,8 @@ class Repaired:
     points: int = 0  # epoch points of the objective metric filled in
     skipped: list[int] = field(default_factory=list)  # finished trials of a live driver
     parent_closed: bool = False
+    unchecked: list[int] = field(default_factory=list)  # trials past the mark not checked (running, skipped)
+    last: int = -1  # the highest trial number there was
 
     @property
     def changed(self) -> bool:
@@ -86,27 +94,71 @@ def objective_metric(spec: StudySpec) -> str | None:
     return None if spec.is_multi_objective else spec.objective.metric
 
 
+def tracked_through(study: optuna.Study) -> int:
+    """The study's mark: every trial up to this number has its complete MLflow run (-1: none)."""
+    v = study.user_attrs.get(StudyAttr.TRACKED)
+    return v if isinstance(v, int) and not isinstance(v, bool) else -1
+
+
 def repair_tracking(
-    study: optuna.Study, spec: StudySpec, tracker: Tracker, owned: Callable[[TrialRecord], bool] = lambda r: True
+    study: optuna.Study,
+    spec: StudySpec,
+    tracker: Tracker,
+    owned: Callable[[TrialRecord], bool] = lambda r: True,
+    after: int | None = None,
 ) -> Repaired:
     """Make the MLflow run of every finished trial that `owned` accepts agree with Optuna
-    (see the module). The tracker's parent run must be open (``start_study``)."""
+    (see the module), for the trials numbered after `after` (default: the study's mark,
+    `tracked_through`; -1 checks every trial). The runs of a few trials are looked up one by
+    one, not the parent's whole list. The tracker's parent run must be open (``start_study``)."""
     result = Repaired()
-    runs = tracker.trial_runs()
-    metric = objective_metric(spec)
+    after = tracked_through(study) if after is None else after
+    todo = []
     for t in study.get_trials(deepcopy=False):
+        result.last = max(result.last, t.number)
+        if t.number <= after:
+            continue
         record = TrialRecord.of(t)
         if not record.finished:
-            continue
-        if not owned(record):
+            result.unchecked.append(record.number)
+        elif not owned(record):
             result.skipped.append(record.number)
-            continue
+            result.unchecked.append(record.number)
+        else:
+            todo.append(record)
+    if not todo:
+        return result
+    numbers = [r.number for r in todo]
+    runs = tracker.trial_runs(numbers if len(numbers) <= MAX_SEARCHES else None)
+    metric = objective_metric(spec)
+    for record in todo:
         run = runs.get(record.number)
         if not needs_repair(record, run):
             continue
         result.points += tracker.repair_trial(record, metric, run)
         (result.created if run is None else result.fixed).append(record.number)
     return result
+
+
+def mark_tracked(study: optuna.Study, lease: Lease, checked: Repaired | None) -> int:
+    """After a clean end (every MLflow write delivered): move the study's mark up to the last
+    trial before the first one not known complete: unfinished, or (several drivers) another
+    driver's that this driver's reconciliation (`checked`) did not look at. Returns it."""
+    mark = old = tracked_through(study)
+    unchecked = set(checked.unchecked) if checked is not None else set()
+    seen_at_start = checked.last if checked is not None else -1
+    for t in study.get_trials(deepcopy=False):
+        if t.number <= mark:
+            continue
+        if not t.state.is_finished() or t.number in unchecked:
+            break
+        theirs = lease.shared and t.user_attrs.get(TrialAttr.DRIVER) not in (None, lease.driver)
+        if theirs and t.number > seen_at_start:
+            break
+        mark = t.number
+    if mark != old:
+        study.set_user_attr(StudyAttr.TRACKED, mark)
+    return mark
 
 
 def counted(study: optuna.Study) -> int:
@@ -138,7 +190,7 @@ def sync(name: str, storage: str | None, tracking_uri: str) -> Repaired:
         tracker.start_study(spec.name, optuna_storage.spec_record(spec), parent, uid, live=False, under=nest_under(spec, url))
         if tracker.parent_id != parent:
             study.set_user_attr(StudyAttr.PARENT_RUN, tracker.parent_id)
-        result = repair_tracking(study, spec, tracker, owned)
+        result = repair_tracking(study, spec, tracker, owned, after=-1)  # a sync checks every trial
         result.parent_closed = _close_parent(study, spec, tracker, last)
     finally:
         tracker.close()

@@ -11,16 +11,20 @@ public API.
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from typing import Any
 
 import optuna
+import optuna.storages._cached_storage  # internals used below (Optuna 5)
+import optuna.storages._rdb.storage
+import optuna.study._tell
 from optuna.trial import TrialState
 
 from study.record import SPEC_DIR, StudyAttr, spec_from_record, stored_spec
 from study.spec import SpecError, StudySpec
+from study.stores import journal
+from study.stores.journal import open_journal
 from study.stores.uris import DEFAULT_STORAGE, check_storage, file_path, journal_path, mask, resolve, scheme
 
 #: The Optuna major version the internals below were written against.
@@ -36,7 +40,7 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
     """Open the storage at `url` (resolved), creating the file or tables if needed."""
     url = resolve(url)
     if scheme(url) == "journal":
-        from optuna.storages.journal import JournalFileSymlinkLock
+        from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
         path = journal_path(url)
         if url == DEFAULT_STORAGE:
@@ -44,44 +48,27 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
         # a write holds the lock for about a millisecond, so a lock unchanged for 5 s was left
         # by a killed driver (Optuna's default waits 30 s before breaking it)
         lock = JournalFileSymlinkLock(path, grace_period=LOCK_GRACE_SECONDS)
-        return optuna.storages.JournalStorage(_journal_backend(path, lock))
+        if _optuna_major() != OPTUNA_MAJOR:  # study.stores.journal reaches into Optuna 5's journal storage
+            return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=lock))
+        return open_journal(path, lock)
     return optuna.storages.RDBStorage(url)
 
 
-def _journal_backend(path: str, lock: Any) -> Any:
-    """Optuna's journal file, appended without an fsync per operation.
-
-    Optuna fsyncs every append (ask, each epoch's report, tell): about 1 ms each on a busy
-    disk, a quarter of the driver's time with 32 trials in flight. Without it an append is
-    still in the page cache the moment `write` returns, so a killed driver loses nothing; only
-    a power cut can lose the last appends (the same trade as MLflow's SQLite in WAL mode with
-    synchronous=NORMAL). Internals: `JournalFileBackend._lock`/`_file_path` and the private
-    `get_lock_file` (Optuna 5); on any other version, Optuna's own backend."""
-    from optuna.storages.journal import JournalFileBackend
-
-    try:
-        from optuna.storages.journal._file import get_lock_file
-    except ImportError:
-        return JournalFileBackend(path, lock_obj=lock)
-    if _optuna_major() != OPTUNA_MAJOR:
-        return JournalFileBackend(path, lock_obj=lock)
-
-    class PageCacheJournal(JournalFileBackend):
-        def append_logs(self, logs: list[dict[str, object]]) -> None:
-            text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
-            with get_lock_file(self._lock), open(self._file_path, "ab") as f:
-                f.write(text.encode("utf-8"))
-
-    return PageCacheJournal(path, lock_obj=lock)
+def save_snapshot(study: optuna.Study) -> bool:
+    """Save the replayed state of a study's journal file beside it, so that the next process
+    opening it (`study status`, `study resume`, `study.load`) replays only what follows;
+    False for other storages (see `study.stores.journal`)."""
+    return _optuna_major() == OPTUNA_MAJOR and journal.save_snapshot(study._storage)
 
 
-def study_names(url: str | None) -> list[str]:
-    """Names of the studies in an existing storage (none if the file does not exist yet)."""
+def study_names(url: str | None, storage: optuna.storages.BaseStorage | None = None) -> list[str]:
+    """Names of the studies in an existing storage (none if the file does not exist yet);
+    `storage`: the storage at `url` already opened (a journal is read once, not twice)."""
     url = resolve(url)
     path = file_path(url)
-    if path is not None and not os.path.isfile(path):
+    if storage is None and path is not None and not os.path.isfile(path):
         return []
-    return [s.study_name for s in optuna.get_all_study_summaries(open_storage(url), include_best_trial=False)]
+    return [s.study_name for s in (storage or open_storage(url)).get_all_studies()]  # not the summaries: they count trials
 
 
 def no_such_study(name: str, url: str, names: list[str]) -> SpecError:
@@ -92,10 +79,11 @@ def load_stored(name: str, storage: str | None) -> tuple[optuna.Study, StudySpec
     """An existing study, the spec it was launched with and its storage URL (resolved).
     SpecError when the storage or the study does not exist or was not made by hpstudy."""
     url = check_storage(storage, must_exist=True)
-    names = study_names(url)
+    opened = open_storage(url)
+    names = study_names(url, opened)
     if name not in names:
         raise no_such_study(name, url, names)
-    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    study = optuna.load_study(study_name=name, storage=opened)
     spec = spec_from_record(name, stored_spec(study.user_attrs), storage, mask(url))
     return study, spec, url
 
@@ -138,3 +126,42 @@ def end_left_running(study: optuna.Study, number: int, attrs: dict[str, Any]) ->
     for k, v in attrs.items():
         storage.set_trial_user_attr(trial_id, k, v)
     storage.set_trial_state_values(trial_id, TrialState.FAIL)
+
+
+def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """Several user attrs of a running trial in one storage write: one append to a journal
+    file (one lock, one write), one transaction in a database; Optuna writes each alone.
+    Internals (Optuna 5): `Trial.storage`, `Trial._trial_id` and `Trial._cached_frozen_trial`
+    (kept as `Trial.set_user_attr` keeps it), and for a database `_CachedStorage._backend`,
+    `_create_scoped_session` and `RDBStorage._set_trial_attr_without_commit`."""
+    if not attrs:
+        return
+    storage = trial.storage
+    if _optuna_major() != OPTUNA_MAJOR or len(attrs) == 1:
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        return
+    if isinstance(storage, optuna.storages.JournalStorage):
+        journal.set_trial_user_attrs(storage, trial._trial_id, attrs)
+    else:
+        from optuna.storages._rdb import models
+
+        backend = storage._backend if isinstance(storage, optuna.storages._cached_storage._CachedStorage) else storage
+        if not isinstance(backend, optuna.storages.RDBStorage):
+            for k, v in attrs.items():
+                trial.set_user_attr(k, v)
+            return
+        with optuna.storages._rdb.storage._create_scoped_session(backend.scoped_session, True) as session:
+            for k, v in attrs.items():
+                backend._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial._trial_id, k, v)
+    trial._cached_frozen_trial.user_attrs.update(attrs)
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, values: list[float] | None, state: TrialState) -> None:
+    """`Study.tell` without the deep copy of the finished trial it returns (about a millisecond
+    a trial with a stored configuration): Optuna 5's `optuna.study._tell._tell_with_warning`,
+    which `Study.tell` calls, validating and informing the sampler the same way."""
+    if _optuna_major() != OPTUNA_MAJOR:
+        study.tell(trial, values, state=state)
+        return
+    optuna.study._tell._tell_with_warning(study=study, trial=trial, value_or_values=values, state=state)

@@ -31,13 +31,14 @@ import os
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import yaml
 
 from study.record import MAX_TEXT, VERDICT_FILE, Tag, TrialRecord, mlflow_status
+from study.stores.mlflow_sql import fast_client
 from study.stores.uris import artifact_root
 
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
@@ -121,8 +122,9 @@ class Tracker(Protocol):
 
     def flush(self) -> None: ...
 
-    def trial_runs(self) -> dict[int, RunInfo]:
-        """Every child run of the parent by trial number (the newest when a number repeats)."""
+    def trial_runs(self, numbers: Sequence[int] | None = None) -> dict[int, RunInfo]:
+        """Every child run of the parent by trial number (the newest when a number repeats),
+        or those of trials `numbers` only."""
         ...
 
     def repair_trial(self, record: TrialRecord, metric: str | None, run: RunInfo | None) -> int:
@@ -256,6 +258,12 @@ def child_runs(client: Any, experiment_id: str, parent_id: str) -> Iterator[Any]
             return
 
 
+def trial_run_pages(client: Any, experiment_id: str, parent_id: str, number: int) -> list[Any]:
+    """The runs of trial `number` under the parent (more than one when it was re-created)."""
+    where = f"tags.`{Tag.PARENT}` = '{parent_id}' and tags.`{Tag.TRIAL_NUMBER}` = '{number}'"
+    return list(client.search_runs([experiment_id], filter_string=where, max_results=100))
+
+
 def run_info(run: Any) -> RunInfo:
     tags = run.data.tags
     return RunInfo(
@@ -313,7 +321,8 @@ class MlflowTracker:
 
         quiet_mlflow(on_retry)
         self.uri = uri
-        self.client: Any = RetryingClient(MlflowClient(tracking_uri=uri), retry_seconds, on_retry, probe)
+        # trial runs written by SQL on a database store (study.stores.mlflow_sql), every call retried
+        self.client: Any = RetryingClient(fast_client(MlflowClient(tracking_uri=uri)), retry_seconds, on_retry, probe)
         self.flush_seconds = flush_seconds
         self.experiment_id = ""
         self.parent_id = ""
@@ -520,9 +529,14 @@ class MlflowTracker:
             self.client.log_batch(run_id, metrics=m, params=p, tags=t)
 
     # -- reconciliation -----------------------------------------------------------------
-    def trial_runs(self) -> dict[int, RunInfo]:
+    def trial_runs(self, numbers: Sequence[int] | None = None) -> dict[int, RunInfo]:
+        """All the parent's children (every page), or one small search per trial of `numbers`."""
+        if numbers is None:
+            runs: Iterable[Any] = child_runs(self.client, self.experiment_id, self.parent_id)
+        else:
+            runs = (r for n in numbers for r in trial_run_pages(self.client, self.experiment_id, self.parent_id, n))
         out: dict[int, tuple[int, RunInfo]] = {}
-        for run in child_runs(self.client, self.experiment_id, self.parent_id):
+        for run in runs:
             number = run.data.tags.get(Tag.TRIAL_NUMBER, "")
             if number.isdigit() and (int(number) not in out or run.info.start_time > out[int(number)][0]):
                 out[int(number)] = (run.info.start_time, run_info(run))

@@ -48,7 +48,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -511,8 +511,8 @@ class TrackerProcess:
     def flush(self) -> None:
         self._call("flush")
 
-    def trial_runs(self) -> dict[int, RunInfo]:
-        return dict(self._call("trial_runs"))
+    def trial_runs(self, numbers: Sequence[int] | None = None) -> dict[int, RunInfo]:
+        return dict(self._call("trial_runs", numbers))
 
     def repair_trial(self, record: TrialRecord, metric: str | None, run: RunInfo | None) -> int:
         return int(self._call("repair_trial", record, metric, run) or 0)

@@ -122,6 +122,8 @@ def test_resume_and_sync_repair_an_outage_alike(tmp_path: Path, empty_mlflow_db:
     shutil.copy(empty_mlflow_db, base / "mlflow.db")
     monkeypatch.chdir(base)
     _run(_spec_in(base))
+    # what an outage leaves: a driver that lost writes never marks MLflow complete (a clean end does)
+    optuna.load_study(study_name="twin", storage=open_storage(_spec_in(base)["storage"])).set_user_attr(StudyAttr.TRACKED, -1)
     client = MlflowClient(f"sqlite:///{base / 'mlflow.db'}")
     before = _children(client, "twin")
     client.delete_run(before[1][0].info.run_id)
