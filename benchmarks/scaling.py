@@ -5,7 +5,7 @@ CPUs each, all on this machine) runs a study of `--trials` sleep-based trials (`
 epochs of `--epoch-seconds` each, every epoch reported to Optuna and recorded in MLflow)
 at one trial per CPU. The ideal time is trials x trial length / slots (perfect packing,
 zero overhead); the actual time is the wall time of the whole study through
-`study.engine.run`. The cluster's workers are warmed by a first, short study, so process
+`study.run.launch.run_study`. The cluster's workers are warmed by a first, short study, so process
 start-up is not counted. Target (issue 5): efficiency >= 0.9 with >= 32 slots.
 
 Also printed, to tell the two kinds of loss apart: how long a trial held its slot on
@@ -49,12 +49,14 @@ LAST: dict[str, float] = {}
 
 def sleep_trial(number: int, config: Any, data: Any) -> Any:
     """`EPOCHS` epochs of `EPOCH_SECONDS` of sleep each, reported like a real trial."""
-    yield ("start", {"pid": os.getpid()})
+    from study.run.events import Ended, Epoch, Started
+
+    yield Started(number, {"pid": os.getpid()})
     for epoch in range(1, EPOCHS + 1):
         time.sleep(EPOCH_SECONDS)
         v = 1.0 / (epoch * (1 + config.lr))
-        yield (
-            "epoch",
+        yield Epoch(
+            number,
             epoch,
             {
                 "train_loss": v,
@@ -66,12 +68,13 @@ def sleep_trial(number: int, config: Any, data: Any) -> Any:
                 "grad_norm_1": v,
             },
         )
-    yield ("end", {"stop_reason": "completed", "best_epoch": EPOCHS, "stopped_epoch": EPOCHS, "n_params": 10, "final": {}})
+    yield Ended(number, "completed", best_epoch=EPOCHS, stopped_epoch=EPOCHS, n_params=10)
 
 
 def run_study(work: Path, name: str, trials: int, slots: int, trial_fn: Any) -> float:
-    from study import engine
-    from study.ray_executor import RayExecutor
+    from study.run.launch import run_study as drive
+    from study.run.prepare import Prepared, prepare
+    from study.run.ray_executor import RayExecutor
     from study.spec import parse_spec
 
     (work / "sleep.yaml").write_text(SPACE)
@@ -88,14 +91,14 @@ def run_study(work: Path, name: str, trials: int, slots: int, trial_fn: Any) -> 
             "tracking_uri": f"sqlite:///{work / 'mlflow.db'}",
         }
     )
-    prep = engine.prepare(spec)
+    prep = prepare(spec)
 
-    def executor(p: engine.Prepared) -> Any:
+    def executor(p: Prepared) -> Any:
         ex = RayExecutor(p.data, trial_fn=trial_fn)
         return ex, ex.close
 
     t0 = time.perf_counter()
-    result = engine.run(prep, executor=executor, say=lambda m: None)
+    result = drive(prep, executor=executor, say=lambda m: None)
     dt = time.perf_counter() - t0
     done = [t for t in result.study.trials if t.state.is_finished()]
     assert len(done) == trials and all(t.state.name == "COMPLETE" for t in done), "a trial did not complete"

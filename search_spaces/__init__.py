@@ -7,17 +7,21 @@
 
 `search_spaces.builtin()` maps built-in names to their descriptions; every problem with a
 space is a `SpaceError` (a ValueError) naming the file, the parameter and what is allowed.
-The YAML format is described in `search_spaces.params`.
+The YAML format is described in `search_spaces.params`. A space for a user's model or
+trainer function (``load(name, target="model")``) also holds names of the user's own;
+``space.draw(trial)`` returns them beside the TrainConfig (`Draw`).
 """
 
 from search_spaces.budget import count_params, width_for_budget
 from search_spaces.errors import SpaceError
 from search_spaces.loader import builtin, load, parse
-from search_spaces.space import DEFAULT_N_CLASSES, DEFAULT_N_INPUTS, Space
+from search_spaces.space import DEFAULT_N_CLASSES, DEFAULT_N_INPUTS, TARGETS, Draw, Space
 
 __all__ = [
     "DEFAULT_N_CLASSES",
     "DEFAULT_N_INPUTS",
+    "TARGETS",
+    "Draw",
     "Space",
     "SpaceError",
     "builtin",

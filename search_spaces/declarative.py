@@ -14,16 +14,18 @@ from typing import Any, NoReturn
 
 from search_spaces.budget import count_params, width_for_budget
 from search_spaces.checks import DEFAULTS, FIELDS, check_value
-from search_spaces.errors import SpaceError
+from search_spaces.errors import SpaceError, did_you_mean
 from search_spaces.params import Budget, Choice, Layers, Param, Range
-from search_spaces.space import Space
+from search_spaces.space import BUDGET_ATTR, Space, check_target
 
 _MISSING = object()
 
 
 class DeclarativeSpace(Space):
     """`fixed` values plus `params`; `aliases` maps names of parameters removed by an
-    override to their field, so conditions on them read the overriding value."""
+    override to their field, so conditions on them read the overriding value. `target`
+    (`search_spaces.space.TARGETS`): with ``model`` or ``trainer``, names that are not
+    TrainConfig fields are the user's own, passed on unchecked."""
 
     def __init__(
         self,
@@ -33,9 +35,11 @@ class DeclarativeSpace(Space):
         params: list[Param],
         source: str,
         aliases: Mapping[str, str] | None = None,
+        target: str = "mlp",
     ) -> None:
         super().__init__()
         self.name, self.description, self.source = name, description, source
+        self.target = check_target(target)
         self.fixed = dict(fixed)
         self.params = list(params)
         self.aliases = dict(aliases or {})
@@ -49,12 +53,19 @@ class DeclarativeSpace(Space):
         raise SpaceError(f"{where}: {msg}")
 
     def _validate(self) -> None:
-        sampled = {p.field for p in self.params if p.field}
+        checked = self.fields  # the user's own names are passed on unchecked
+        sampled = {p.field for p in self.params if p.field in checked}
+        fixed = {k: v for k, v in self.fixed.items() if k in checked}
         for alone in (True, False):  # each value alone first, then with the others
             for k, v in self.fixed.items():
-                if k not in FIELDS:
-                    self._fail(f"fixed value {k!r} is not a TrainConfig field; allowed: {', '.join(sorted(FIELDS))}")
-                problem = check_value(k, v) if alone else check_value(k, v, self.fixed, sampled)
+                if k not in FIELDS and self.target == "mlp":
+                    self._fail(
+                        f"fixed value {k!r} is not a TrainConfig field{did_you_mean(str(k), FIELDS)}; allowed: {', '.join(sorted(FIELDS))} "
+                        "(names of your own need `model:` or `trainer:` in the spec)"
+                    )
+                if k not in checked:
+                    continue
+                problem = check_value(k, v) if alone else check_value(k, v, fixed, sampled)
                 if problem:
                     self._fail(f"fixed value {k}={v!r} is not allowed: {problem}")
         names = set(self._by_name)
@@ -66,10 +77,10 @@ class DeclarativeSpace(Space):
                 self._fail(f"its per-layer Optuna names {p.name}_l<i> clash with parameter(s) {clash}", p.name)
             if p.field in self.fixed:
                 self._fail(f"sets field {p.field!r}, which is also under `fixed:`; allowed: one of the two", p.name)
-            if p.field and not isinstance(p, Budget):
+            if p.field in checked and not isinstance(p, Budget):
                 field = "width" if isinstance(p, Layers) else p.field
                 for v in p.values():
-                    problem = check_value(field, v, self.fixed, sampled)
+                    problem = check_value(field, v, fixed, sampled)
                     if problem:
                         self._fail(f"value {v!r} is not allowed for {field}: {problem}", p.name)
             self._check_when(p)
@@ -85,7 +96,7 @@ class DeclarativeSpace(Space):
                 if name in self.fixed or name in self.aliases:
                     continue
                 self._fail(
-                    f"condition on {name!r}, which is not a parameter of this space; "
+                    f"condition on {name!r}, which is not a parameter of this space{did_you_mean(name, [*self._by_name, *self.fixed])}; "
                     f"allowed: one of the parameters {sorted(self._by_name)} or fixed values {sorted(self.fixed)}",
                     p.name,
                 )
@@ -173,7 +184,7 @@ class DeclarativeSpace(Space):
                 return False
         return True
 
-    def _sample(self, trial: Any, n_inputs: int, n_classes: int) -> dict[str, Any]:
+    def _sample(self, trial: Any, n_inputs: int, n_classes: int) -> tuple[dict[str, Any], set[str]]:
         values: dict[str, Any] = {}
         fields = dict(self.fixed)
         for p in self._order:
@@ -189,7 +200,8 @@ class DeclarativeSpace(Space):
             values[p.name] = v
             if p.field:
                 fields[p.field] = v
-        return fields
+        searched = {p.field for p in self.params if p.field and p.name in values}
+        return fields, searched
 
     def _budget_width(self, p: Budget, trial: Any, fields: dict, values: dict, n_inputs: int, n_classes: int) -> int:
         budget = p.budget if isinstance(p.budget, int) else self._lookup(p.budget, values)
@@ -213,7 +225,7 @@ class DeclarativeSpace(Space):
                 f"({n_inputs} inputs, {n_classes} classes, {pieces} piece(s)); closest: width {width} with {n}",
                 p.name,
             )
-        trial.set_user_attr("n_params_budget", budget)
+        trial.set_user_attr(BUDGET_ATTR, budget)
         return width
 
     # -- overrides and listing ----------------------------------------------------------------
@@ -222,7 +234,7 @@ class DeclarativeSpace(Space):
         aliases = {**self.aliases, **{p.name: p.field for p in removed if p.field and p.name != p.field}}
         kept = [p for p in self.params if p not in removed]
         source = f"{self.source} (with fixed overrides {overrides})"
-        return DeclarativeSpace(self.name, self.description, {**self.fixed, **overrides}, kept, source, aliases)
+        return DeclarativeSpace(self.name, self.description, {**self.fixed, **overrides}, kept, source, aliases, self.target)
 
     def describe(self) -> str:
         lines = [f"{self.name}  ({self.source})", ""]

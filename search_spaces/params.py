@@ -13,7 +13,8 @@ Every entry under ``parameters:`` is keyed by its Optuna name and holds exactly 
   Optuna parameter. ``tolerance`` (default 0.05) bounds ``|n_params - N| / N``.
 
 Common keys: ``field`` (the `TrainConfig` field set; defaults to the name, so ``lr_adam``
-with ``field: lr``), ``aux: true`` (a helper parameter other parameters can depend on, set
+with ``field: lr``; in a space for a user's model or trainer function any other name is a
+parameter of the user's own), ``aux: true`` (a helper parameter other parameters can depend on, set
 on no field) and ``when: {name: [values]}`` (sampled only if every named parameter is
 active and takes one of the values).
 """
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any
 
-from search_spaces.errors import SpaceError
+from search_spaces.errors import SpaceError, did_you_mean
 
 KINDS = ("float", "int", "choices", "layers", "budget")
 COMMON_KEYS = frozenset({"field", "when", "aux"})
@@ -160,8 +161,9 @@ class Budget(Param):
         return f"width spending a budget of {_fmt(self.budget)} parameters (within {self.tolerance:.0%})"
 
 
-def parse_param(name: Any, raw: Any, src: str, fields: frozenset[str]) -> Param:
-    """One YAML entry -> a `Param`; SpaceError naming `src`, the parameter and what is allowed."""
+def parse_param(name: Any, raw: Any, src: str, fields: frozenset[str], own: bool = False) -> Param:
+    """One YAML entry -> a `Param`; SpaceError naming `src`, the parameter and what is allowed.
+    With `own`, a field that is not one of `fields` is a parameter of the user's own."""
 
     def fail(msg: str) -> None:
         raise SpaceError(f"{src}: parameter {name!r}: {msg}")
@@ -172,11 +174,16 @@ def parse_param(name: Any, raw: Any, src: str, fields: frozenset[str]) -> Param:
         fail(f"must be a mapping with one of {', '.join(KINDS)}, got {raw!r}")
     kinds = [k for k in KINDS if k in raw]
     if len(kinds) != 1:
-        fail(f"needs exactly one of {', '.join(KINDS)}, got {kinds or sorted(raw)}")
+        options = frozenset().union(*KIND_KEYS.values())
+        others = [str(k) for k in raw if k not in COMMON_KEYS and k not in KINDS and k not in options]
+        hint = did_you_mean(others[0], KINDS) if not kinds and len(others) == 1 else ""
+        fail(f"needs exactly one of {', '.join(KINDS)}, got {kinds or sorted(raw)}{hint}")
     kind = kinds[0]
     unknown = sorted(set(raw) - COMMON_KEYS - KIND_KEYS[kind] - {kind})
     if unknown:
-        fail(f"unknown key(s) {unknown}; allowed with {kind}: {sorted(COMMON_KEYS | KIND_KEYS[kind] | {kind})}")
+        allowed = sorted(COMMON_KEYS | KIND_KEYS[kind] | {kind})
+        hint = did_you_mean(str(unknown[0]), allowed) if len(unknown) == 1 else ""
+        fail(f"unknown key(s) {unknown}{hint}; allowed with {kind}: {allowed}")
     aux = raw.get("aux", False)
     if not isinstance(aux, bool):
         fail(f"aux must be true or false, got {aux!r}")
@@ -188,10 +195,12 @@ def parse_param(name: Any, raw: Any, src: str, fields: frozenset[str]) -> Param:
             fail(f"{kind} sets the width field and cannot be aux")
     else:
         target = raw.get("field", name)
-        if target not in fields:
+        if own and not (isinstance(target, str) and target.isidentifier()):
+            fail(f"field must be an identifier (a TrainConfig field or a name of your own), got {target!r}")
+        if target not in fields and not own:
             what = f"field {target!r}" if "field" in raw else "name"
             fail(
-                f"{what} is not a TrainConfig field; allowed fields: {', '.join(sorted(fields))} "
+                f"{what} is not a TrainConfig field{did_you_mean(str(target), fields)}; allowed fields: {', '.join(sorted(fields))} "
                 "(or `field: <one of them>`, or `aux: true` for a helper parameter)"
             )
     when = _parse_when(raw.get("when", {}), fail)

@@ -9,10 +9,10 @@ from typing import Any
 
 
 def load(name: str, storage: str | None = None, tracking_uri: str | None = None) -> Any:
-    """A `study.query.StudyHandle` on study `name` (see that module)."""
-    from study.query import load as _load
+    """A `study.query.handle.StudyHandle` on study `name` (see that module)."""
+    from study.query.handle import load as load_handle
 
-    return _load(name, storage, tracking_uri)
+    return load_handle(name, storage, tracking_uri)
 
 
 __all__ = ["load"]

@@ -2,6 +2,11 @@
 
 Every `TrainConfig` field is a flag (``--depth 4 --width 128 --optimizer momentum``);
 ``--width 128,64`` gives a per-layer tuple, ``--patience none`` turns early stopping off.
+``--val``/``--test`` take a fraction of the dataset or a file holding that split.
+
+Threads: one BLAS/OpenMP (and torch) thread by default, which is fastest for these small
+networks and fair to other work on the machine; ``--threads N`` or ``OMP_NUM_THREADS=N``
+changes it (``--threads $(nproc)`` for every core).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import sys
 from typing import Any
 
 from trainers.config import TrainConfig
-from trainers.data import DataError, load_dataset
+from trainers.data import BUILTIN, DataError, has_official_test, load_dataset
 from trainers.loop import iter_train
 
 
@@ -51,17 +56,45 @@ def _convert(field: dataclasses.Field, text: str) -> Any:
     return text
 
 
+def _split_arg(text: str) -> float | str:
+    """A fraction, or the name of a file holding that split."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _threads_arg(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"threads must be a positive integer, got {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m trainers", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--dataset", default="digits", help="built-in name or .npz/.csv/.parquet file (default digits)")
-    p.add_argument("--val", type=float, default=0.2, help="validation fraction")
-    p.add_argument("--test", type=float, default=0.2, help="test fraction")
-    p.add_argument("--data-seed", type=int, default=0)
-    p.add_argument("--label-column", default="label")
+    p.add_argument(
+        "--dataset", default="digits", help=f"built-in ({', '.join(BUILTIN)}) or .npz/.csv/.parquet file (default digits)"
+    )
+    p.add_argument("--val", default="0.2", help="validation fraction, or a file holding the validation split (default 0.2)")
+    p.add_argument(
+        "--test",
+        default=None,
+        help="test fraction, or a file holding the test split (default 0.2; mnist1d: its official test split)",
+    )
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the stratified split (default 0)")
+    p.add_argument("--label-column", default="label", help="label column of a .csv/.parquet file (default label)")
     p.add_argument("--backend", default="numpy", choices=["numpy", "torch"])
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (torch backend)")
+    p.add_argument(
+        "--threads",
+        default=None,
+        metavar="N",
+        help="BLAS/OpenMP/torch threads (default: OMP_NUM_THREADS if set, else 1)",
+    )
     fields = [f for f in dataclasses.fields(TrainConfig) if f.name != "tags"]
     for f in fields:
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, metavar="V", help=f"default {f.default!r}")
@@ -69,13 +102,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         values = {f.name: _parse_value(f, getattr(args, f.name)) for f in fields if getattr(args, f.name) is not None}
         config = TrainConfig(**values)
-        data = load_dataset(args.dataset, val=args.val, test=args.test, seed=args.data_seed, label_column=args.label_column)
+        threads = _threads_arg(args.threads)
+        if args.test is not None:
+            test = _split_arg(args.test)
+        else:
+            test = 0.0 if has_official_test(args.dataset) else 0.2
+        data = load_dataset(
+            args.dataset, val=_split_arg(args.val), test=test, seed=args.data_seed, label_column=args.label_column
+        )
     except (ValueError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(data.summary())
     print(f"{'epoch':>5} {'lr':>9} {'train_loss':>10} {'train_acc':>9} {'val_loss':>9} {'val_acc':>8} {'gap':>7} {'sec':>6}")
-    gen = iter_train(config, data, backend=args.backend, device=args.device)
+    gen = iter_train(config, data, backend=args.backend, device=args.device, threads=threads)
     started = False
     while True:
         try:

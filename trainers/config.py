@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,9 @@ LOSSES = ("cross_entropy", "mse")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "step", "exponential", "cosine", "reduce_on_plateau")
 MONITORS = ("val_loss", "val_acc")
+DROPOUT_EVALS = ("scale", "mc")
+#: Fields that describe the built-in MLP's architecture; a user's own module ignores them.
+MLP_FIELDS = ("depth", "width", "activation", "maxout_pieces", "leaky_slope", "init", "input_dropout")
 
 #: Default decoupled weight decay per optimizer when `weight_decay` is left as None:
 #: AdamW's is torch's default (0.01); every other optimizer has none.
@@ -46,11 +50,19 @@ class TrainConfig:
     Loss: ``cross_entropy`` on a softmax output (fused gradient ``(softmax(z) - y) / n``) or
     ``mse``: squared error on the same softmax output, ``mean_i sum_k (p_ik - y_ik)^2``.
 
+    Batches: ``shuffle=True`` draws a new order of the training rows every epoch;
+    ``shuffle=False`` draws one random order and keeps it for every epoch.
+
     Regularization: ``l1`` and ``l2`` are penalties in the loss (``l1 * sum|w|`` and
     ``l2 / 2 * sum w^2``) and so in its gradient; ``weight_decay`` is decoupled from the
     gradient: ``w <- (1 - lr * wd) * w - lr * update``. All three apply to weights, never
     biases. ``weight_decay=None`` resolves to 0.01 for ``adamw`` (torch's default) and 0
     otherwise, so ``adam`` and ``adamw`` mean what they mean in ``torch.optim``.
+
+    Dropout at evaluation: ``dropout_eval="scale"`` drops nothing (inverted dropout, the
+    lecture's weights times ``1 - p``); ``"mc"`` averages the softmax outputs of
+    ``mc_samples`` thinned networks, ``p(x) = 1/K sum_k softmax(f(x; mask_k))`` (NumPy
+    backend only).
     """
 
     # architecture
@@ -64,6 +76,7 @@ class TrainConfig:
     loss: str = "cross_entropy"
     batch_size: int = 32
     epochs: int = 20
+    shuffle: bool = True  # reshuffle the training rows every epoch; False: one fixed random order
     # optimizer
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -86,6 +99,8 @@ class TrainConfig:
     weight_decay: float | None = None
     dropout: float = 0.0
     input_dropout: float = 0.0
+    dropout_eval: str = "scale"  # evaluation: "scale" (weight scaling) or "mc" (average of mc_samples thinned nets)
+    mc_samples: int = 100
     # early stopping
     patience: int | None = None
     min_delta: float = 0.0
@@ -130,6 +145,8 @@ class TrainConfig:
             _fail("batch_size", self.batch_size, "an integer >= 1")
         if not _is_int(self.epochs) or not 1 <= self.epochs <= 100_000:
             _fail("epochs", self.epochs, "an integer in [1, 100000]")
+        if not isinstance(self.shuffle, bool):
+            _fail("shuffle", self.shuffle, "true or false")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         if not _is_num(self.lr) or self.lr <= 0:
             _fail("lr", self.lr, "a finite number > 0")
@@ -169,6 +186,9 @@ class TrainConfig:
             _fail("weight_decay", wd, f"None or a number >= 0 with lr * weight_decay < 1 (lr={self.lr})")
         _in_range("dropout", self.dropout, 0.0, 1.0, "in [0, 1)", hi_open=True)
         _in_range("input_dropout", self.input_dropout, 0.0, 1.0, "in [0, 1)", hi_open=True)
+        _choice("dropout_eval", self.dropout_eval, DROPOUT_EVALS)
+        if not _is_int(self.mc_samples) or not 1 <= self.mc_samples <= 10_000:
+            _fail("mc_samples", self.mc_samples, "an integer in [1, 10000]")
 
     # -- derived ---------------------------------------------------------------------------
     @property
@@ -191,6 +211,18 @@ class TrainConfig:
     def _default_wd(self) -> bool:
         return self.weight_decay == DEFAULT_WEIGHT_DECAY.get(self.optimizer, 0.0)
 
+    def applies(self, name: str) -> bool:
+        """Whether field `name` has any effect on a run of this configuration (`APPLIES`):
+        ``momentum`` only for momentum and nesterov, ``rho`` only for rmsprop, ... ."""
+        if name not in _FIELD_NAMES:
+            raise ValueError(f"unknown TrainConfig field {name!r}; allowed: {', '.join(_FIELD_NAMES)}")
+        rule = APPLIES.get(name)
+        return rule is None or rule(self)
+
+    def used(self) -> dict[str, Any]:
+        """`to_dict` less the fields that have no effect on this run (see `applies`)."""
+        return {k: v for k, v in self.to_dict().items() if self.applies(k)}
+
     def to_dict(self) -> dict[str, Any]:
         """Plain values (tuples as lists), suitable for JSON, YAML or MLflow params."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "tags"}
@@ -208,6 +240,32 @@ class TrainConfig:
         return cls(**d)
 
 
+#: When a field has an effect on training, for the fields that do not always have one; every
+#: other field always applies. The one definition of "a setting this run used" (queries show
+#: only those, so an Adam trial does not appear to have used momentum 0.9).
+APPLIES: dict[str, Callable[[TrainConfig], bool]] = {
+    "width": lambda c: c.depth > 0,
+    "activation": lambda c: c.depth > 0 or c.init == "auto",  # auto init follows the activation
+    "maxout_pieces": lambda c: c.depth > 0 and c.activation == "maxout",
+    "leaky_slope": lambda c: c.depth > 0 and c.activation == "leaky_relu",
+    # hidden units only; at depth 0 a dropout > 0 still switches Monte-Carlo evaluation on
+    # (K identical outputs averaged: equal up to rounding, but not bit-identical)
+    "dropout": lambda c: c.depth > 0 or c.dropout_eval == "mc",
+    "dropout_eval": lambda c: c.dropout > 0 or c.input_dropout > 0,
+    "mc_samples": lambda c: c.dropout_eval == "mc" and (c.dropout > 0 or c.input_dropout > 0),
+    "momentum": lambda c: c.optimizer in ("momentum", "nesterov"),
+    "beta1": lambda c: c.optimizer in ("adam", "adamw"),
+    "beta2": lambda c: c.optimizer in ("adam", "adamw"),
+    "rho": lambda c: c.optimizer == "rmsprop",
+    "eps": lambda c: c.optimizer in ("adagrad", "rmsprop", "adam", "adamw"),
+    "gamma": lambda c: c.schedule in ("step", "exponential", "reduce_on_plateau"),
+    "step_size": lambda c: c.schedule == "step",
+    "plateau_patience": lambda c: c.schedule == "reduce_on_plateau",
+    # every schedule, warm-up included, is floored at min_lr; a constant rate never reaches it
+    "min_lr": lambda c: c.schedule != "constant" or c.warmup_epochs > 0,
+}
+
+
 def field_names() -> tuple[str, ...]:
     """Names of the TrainConfig fields a search space may set."""
     return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name != "tags")
@@ -222,3 +280,6 @@ def _in_range(name: str, v: Any, lo: float, hi: float, text: str, lo_open: bool 
     ok = _is_num(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
     if not ok:
         _fail(name, v, text if text.startswith("in") else f"in {text}")
+
+
+_FIELD_NAMES = field_names()

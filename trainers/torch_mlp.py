@@ -130,6 +130,10 @@ class TorchBackend:
         threads: int | None = None,
     ) -> None:
         _set_threads(threads)
+        if config.dropout_eval != "scale":
+            raise ValueError(
+                f"dropout_eval {config.dropout_eval!r} is implemented by the numpy backend only; use 'scale' with torch"
+            )
         self.config = config
         self.device = resolve_device(device)
         self.dtype = dtype
@@ -307,3 +311,9 @@ class TorchBackend:
     def numpy_params(self) -> list[np.ndarray]:
         """Copies of the parameters as NumPy arrays, aligned with ``MLP.params``."""
         return [p.detach().cpu().numpy().copy() for p in self.params]
+
+    def param_arrays(self) -> dict[str, np.ndarray]:
+        from trainers.backend import mlp_weight_names
+
+        params = self.numpy_params()
+        return dict(zip(mlp_weight_names(len(params)), params, strict=True))

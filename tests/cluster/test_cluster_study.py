@@ -23,9 +23,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from study.decisions import is_counted
-from study.outcomes import MLFLOW_STATUS
-from study.storage import open_storage
+from study.record import TrialRecord, mlflow_status
+from study.stores.optuna_storage import open_storage
 
 pytestmark = pytest.mark.integration
 
@@ -128,7 +127,7 @@ def check_recorded(study: optuna.Study, tracking: str, target: int) -> dict[int,
     """Exactly `target` counted trials, nothing RUNNING/WAITING in Optuna or MLflow, one run per
     trial agreeing with Optuna on status, state and stop reason."""
     trials = study.get_trials()
-    assert sum(is_counted(t) for t in trials) == target
+    assert sum(TrialRecord.of(t).counted for t in trials) == target
     assert not [t.number for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     by, runs = runs_by_trial(tracking, study.study_name)
     assert not [r.info.run_id for r in runs if r.info.status in ("RUNNING", "SCHEDULED")]
@@ -136,7 +135,7 @@ def check_recorded(study: optuna.Study, tracking: str, target: int) -> dict[int,
     assert all(len(v) == 1 for v in by.values()), {k: len(v) for k, v in by.items() if len(v) > 1}
     for t in trials:
         run = by[t.number][0]
-        assert run.info.status == MLFLOW_STATUS[t.state], t.number
+        assert run.info.status == mlflow_status(t.state), t.number
         assert run.data.tags["state"] == t.state.name and run.data.tags["stop_reason"] == t.user_attrs["stop_reason"]
     return {k: v[0] for k, v in by.items()}
 

@@ -9,7 +9,9 @@ shell entry points of the compose setup are run for real, with stubs for mlflow 
 
 from __future__ import annotations
 
+import argparse
 import ast
+import importlib
 import os
 import re
 import stat
@@ -135,10 +137,13 @@ def test_compose_builds_the_project_image_from_paths_that_exist(compose):
 def test_the_study_entry_point_the_images_run_is_declared_and_defined():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     module, _, func = scripts["study"].partition(":")
-    source = REPO / (module.replace(".", "/") + ".py")
+    path = REPO / module.replace(".", "/")
+    source = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
     tree = ast.parse(source.read_text())
     assert func in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
-    assert 'add_parser("launch"' in source.read_text()
+    cli = importlib.import_module(module)
+    commands = next(a for a in cli.parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert {"launch", "resume", "submit", "status"} <= set(commands)
 
 
 def test_compose_publishes_ports_on_loopback_only(compose):

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from study.decisions import is_counted
+from study.record import TrialRecord
 
 from .conftest import LOCAL, free_port, make_state_dir, read_env_file, run_script, script_env
 
@@ -82,7 +82,7 @@ def test_submit_runs_the_study_as_a_ray_job(ray_jobs: dict[str, str], postgres: 
     assert status.returncode == 0 and "SUCCEEDED" in status.stdout, status.stdout + status.stderr
 
     stored = optuna.load_study(study_name=name, storage=storage)
-    assert sum(is_counted(t) for t in stored.get_trials()) == 2
+    assert sum(TrialRecord.of(t).counted for t in stored.get_trials()) == 2
     client = MlflowClient(mlflow_server.uri)
     runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
     assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3  # the parent and two trials
@@ -91,6 +91,66 @@ def test_submit_runs_the_study_as_a_ray_job(ray_jobs: dict[str, str], postgres: 
     bad = client_env(ray_jobs, RAY_AUTH_TOKEN="0" * 48)
     denied = study("status", "--job", job_id, "--address", dash, env=bad, cwd=tmp_path)
     assert denied.returncode == 2 and "cannot reach the Ray Jobs API" in denied.stderr and "Traceback" not in denied.stderr
+
+
+MODEL = """\
+from torch import nn
+
+
+def build(n_inputs, n_classes, hidden=4):
+    return nn.Sequential(nn.Linear(n_inputs, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
+"""
+
+
+def test_submit_ships_the_users_model_with_the_spec_folder(
+    ray_jobs: dict[str, str], postgres: Any, mlflow_server: Any, tmp_path: Path
+) -> None:
+    """The spec and the user's model file live in a folder of their own, submitted from another
+    folder: the job carries the spec's folder, the driver finds the file next to the spec and
+    every trial trains the user's module in a worker's copy of the folder."""
+    name = f"submitted-model-{uuid.uuid4().hex[:8]}"
+    storage = postgres.create_database(name.replace("-", "_"))
+    user = tmp_path / "user"
+    (user / "nets").mkdir(parents=True)
+    (user / "nets" / "tiny.py").write_text(MODEL)
+    spec = {
+        "name": name,
+        "dataset": {"name": "gaussian_mixture", "args": {"n_samples": 300, "n_features": 6, "n_classes": 3}},
+        "model": "nets/tiny.py:build",
+        "space": {"parameters": {"hidden": {"int": [4, 8]}}},
+        "fixed": {"epochs": 2},
+        "trials": 2,
+        "pruner": "none",
+    }
+    (user / "spec.yaml").write_text(yaml.safe_dump(spec))
+    env = client_env(ray_jobs, HPSTUDY_STORAGE=storage, MLFLOW_TRACKING_URI=mlflow_server.uri)
+    sub = study("submit", "user/spec.yaml", "--address", ray_jobs["HPSTUDY_RAY_DASHBOARD"], env=env, cwd=tmp_path)
+    assert sub.returncode == 0, sub.stderr
+    job_id = sub.stdout.strip().splitlines()[-1]
+    logs = study("logs", job_id, "--address", ray_jobs["HPSTUDY_RAY_DASHBOARD"], "--follow", env=env, cwd=tmp_path)
+    assert logs.returncode == 0, logs.stdout[-3000:] + logs.stderr
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+    assert [t.user_attrs["stop_reason"] for t in trials] == ["completed", "completed"]
+    for t in trials:
+        h = t.params["hidden"]
+        assert t.user_attrs["n_params"] == 6 * h + h + h * 3 + 3  # the user's module
+        copy = Path(t.user_attrs["placement"]["code_path"])
+        assert copy.parts[-2:] == ("nets", "tiny.py") and "runtime_resources" in copy.parts
+    code = optuna.load_study(study_name=name, storage=storage).user_attrs["hpstudy.code"]
+    assert code["ref"] == "nets/tiny.py:build" and code["path"].endswith("/nets/tiny.py")
+
+
+def test_submit_refuses_code_outside_the_spec_folder(
+    ray_jobs: dict[str, str], mlflow_server: Any, postgres: Any, tmp_path: Path
+) -> None:
+    (tmp_path / "tiny.py").write_text(MODEL)
+    (tmp_path / "user").mkdir()
+    storage = postgres.create_database(f"outside_{uuid.uuid4().hex[:8]}")
+    (tmp_path / "user" / "spec.yaml").write_text(yaml.safe_dump({"name": "outside", "model": "../tiny.py:build"}))
+    env = client_env(ray_jobs, HPSTUDY_STORAGE=storage, MLFLOW_TRACKING_URI=mlflow_server.uri)
+    p = study("submit", "user/spec.yaml", "--address", ray_jobs["HPSTUDY_RAY_DASHBOARD"], env=env, cwd=tmp_path)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "is outside the spec's folder" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_submit_refuses_a_local_storage_file(ray_jobs: dict[str, str], mlflow_server: Any, tmp_path: Path) -> None:

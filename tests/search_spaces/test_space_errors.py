@@ -50,7 +50,7 @@ CASES = {
     ),
     "condition_on_missing_parameter": (
         "parameters:\n  optimizer: {choices: [sgd, momentum]}\n  momentum: {float: [0.5, 0.9], when: {optimiser: momentum}}\n",
-        r"parameter 'momentum': condition on 'optimiser', which is not a parameter of this space; allowed: one of the parameters \['momentum', 'optimizer'\]",
+        r"parameter 'momentum': condition on 'optimiser', which is not a parameter of this space \(did you mean 'optimizer'\?\); allowed: one of the parameters \['momentum', 'optimizer'\]",
     ),
     "condition_that_never_holds": (
         "parameters:\n  optimizer: {choices: [sgd, momentum]}\n  momentum: {float: [0.5, 0.9], when: {optimizer: nesterov}}\n",
@@ -144,7 +144,7 @@ def test_every_case_is_fine_once_corrected(tmp_path: Path) -> None:
         ("name: bad\ndescription: x\nparameters: {lr: {float: [0.1, 1]}\n", r"not valid YAML"),
         (
             "name: bad\ndescription: x\nparams: {}\n",
-            r"unknown key\(s\) \['params'\]; allowed: name, description, fixed, parameters",
+            r"unknown key\(s\) \['params'\] \(did you mean 'parameters'\?\); allowed: name, description, fixed, parameters",
         ),
         ("name: bad\nparameters: {}\n", r"description must be a non-empty paragraph"),
         ("description: x\n", r"name must be a word"),
@@ -159,7 +159,7 @@ def test_every_case_is_fine_once_corrected(tmp_path: Path) -> None:
         ),
         (
             "name: bad\ndescription: x\nfixed: !!python/object/apply:os.getcwd []\n",
-            r"not valid YAML: could not determine a constructor",
+            r"not valid YAML \(could not determine a constructor",
         ),
     ],
 )
@@ -172,7 +172,8 @@ def test_file_level_errors(tmp_path: Path, text: str, message: str) -> None:
 
 def test_unknown_names_and_missing_files(tmp_path: Path) -> None:
     with pytest.raises(
-        SpaceError, match=r"unknown search space 'optimisers'; allowed: a built-in name \(activations, .*optimizers"
+        SpaceError,
+        match=r"unknown search space 'optimisers' \(did you mean 'optimizers'\?\); allowed: a built-in name \(activations, .*optimizers",
     ):
         search_spaces.load("optimisers")
     missing = tmp_path / "nope.yaml"

@@ -70,7 +70,8 @@ def test_function_space_overrides_win(module: str) -> None:
     config = space.suggest(optuna.trial.FixedTrial({"shape": "wide", "wide_width": 200}), overrides={"epochs": 2, "lr": 0.05})
     assert (config.epochs, config.lr, config.width) == (2, 0.05, 200)
     with pytest.raises(
-        SpaceError, match=r"wide_or_deep: override\(s\) \['epoch'\] are not TrainConfig fields; allowed: .*\bepochs\b"
+        SpaceError,
+        match=r"wide_or_deep: override\(s\) \['epoch'\] are not TrainConfig fields \(did you mean 'epochs'\?\); allowed: .*\bepochs\b",
     ):
         space.suggest(optuna.trial.FixedTrial({"shape": "wide", "wide_width": 200}), overrides={"epoch": 2})
     with pytest.raises(SpaceError, match=r"wide_or_deep: fixed value dropout=2 is not allowed: dropout must be in \[0, 1\)"):

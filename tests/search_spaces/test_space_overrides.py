@@ -50,7 +50,7 @@ def test_override_of_an_unknown_field_is_an_error() -> None:
     space = search_spaces.load("dropout")
     with pytest.raises(
         SpaceError,
-        match=r"dropout\.yaml \(built-in\): override\(s\) \['epoch'\] are not TrainConfig fields; allowed: .*\bepochs\b",
+        match=r"dropout\.yaml \(built-in\): override\(s\) \['epoch'\] are not TrainConfig fields \(did you mean 'epochs'\?\); allowed: .*\bepochs\b",
     ):
         space.suggest(_random_study().ask(), overrides={"epoch": 5})
 

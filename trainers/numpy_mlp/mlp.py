@@ -10,6 +10,10 @@ kept with probability ``q = 1 - p`` and scaled by ``1 / q``; the mask is resampl
 forward pass, i.e. every mini-batch. At evaluation nothing is dropped or scaled. This is the
 lecture's "drop with p during training, multiply the weights by (1 - p) at test time" with
 the scaling moved to training; the expected pre-activations are the same.
+
+With ``dropout_eval="mc"`` evaluation instead averages the softmax outputs of
+``mc_samples`` thinned networks (masks from a generator of their own, so training is the
+same either way): the Monte-Carlo average that weight scaling approximates.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numpy as np
 
 from trainers.config import TrainConfig
 from trainers.numpy_mlp.layers import activate, backprop_activation, init_weights
-from trainers.numpy_mlp.losses import loss_and_grad, loss_value
+from trainers.numpy_mlp.losses import loss_and_grad, loss_value, softmax
 
 #: |w| below this counts as a zero weight in the sparsity statistic.
 SPARSITY_THRESHOLD = 1e-3
@@ -67,6 +71,8 @@ class MLP:
         seeds = np.random.SeedSequence(config.seed).spawn(2)
         init_rng = np.random.default_rng(seeds[0])
         self.rng = np.random.default_rng(seeds[1])  # dropout masks
+        # masks of Monte-Carlo evaluation: a stream of its own (the loop's is spawn_key 2, torch's 3)
+        self.mc_rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(4,)))
         kind = config.resolved_init
         for i, (a, b) in enumerate(shapes):
             fan_out = self.sizes[i + 1]
@@ -78,21 +84,23 @@ class MLP:
         return int(self.flat.size)
 
     # -- forward / backward ----------------------------------------------------------------
-    def _dropout(self, a: np.ndarray, p: float) -> tuple[np.ndarray, np.ndarray]:
-        keep = self.rng.random(a.shape, dtype=self.dtype) >= p
+    def _dropout(self, a: np.ndarray, p: float, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        keep = (self.rng if rng is None else rng).random(a.shape, dtype=self.dtype) >= p
         a = a * keep
         a *= 1.0 / (1.0 - p)
         return a, keep
 
-    def forward(self, X: np.ndarray, train: bool = False, keep: bool = False) -> np.ndarray:
-        """Logits for `X`. ``train=True`` draws fresh dropout masks; ``keep=True`` keeps the
-        activations for the backward pass."""
+    def forward(
+        self, X: np.ndarray, train: bool = False, keep: bool = False, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        """Logits for `X`. ``train=True`` draws fresh dropout masks (from `rng`, default the
+        training stream); ``keep=True`` keeps the activations for the backward pass."""
         c = self.config
         cache: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]] = []
         a = X
         mask = None
         if train and c.input_dropout > 0:
-            a, mask = self._dropout(a, c.input_dropout)
+            a, mask = self._dropout(a, c.input_dropout, rng)
         last = self.n_layers - 1
         for i in range(self.n_layers):
             z = a @ self.W[i]
@@ -110,7 +118,7 @@ class MLP:
             cache.append((a, mask, h, arg))
             a, mask = h, None
             if train and c.dropout > 0:
-                a, mask = self._dropout(h, c.dropout)
+                a, mask = self._dropout(h, c.dropout, rng)
         if keep:
             self._cache = cache
         return z
@@ -181,8 +189,9 @@ class MLP:
     def evaluate(self, X: np.ndarray, y: np.ndarray, chunk: int = 8192) -> tuple[float, float, float]:
         """(mean loss without penalty, accuracy, fraction of dead hidden units) on (X, y).
 
-        A unit is dead when it outputs no positive value for any row of `X` (ReLU family;
-        0 for other activations)."""
+        Loss and accuracy are those of the Monte-Carlo average under ``dropout_eval="mc"``
+        (`mc_probabilities`), else of the deterministic net. A unit is dead when it outputs
+        no positive value for any row of `X` (ReLU family; 0 for other activations)."""
         total, correct = 0.0, 0
         alive = [np.zeros(w, bool) for w in self.sizes[1:-1]]
         track = self.act in ("relu", "leaky_relu")
@@ -200,6 +209,8 @@ class MLP:
                 if track:
                     alive[i] |= (a > 0).any(axis=0)
             yb = y[s : s + chunk]
+            if self._mc:
+                z = np.log(np.maximum(self.mc_probabilities(X[s : s + chunk]), 1e-300))  # softmax(log p) = p
             total += loss_value(self.config.loss, z, yb)
             correct += int((z.argmax(axis=1) == yb).sum())
         n_hidden = sum(len(m) for m in alive)
@@ -208,7 +219,23 @@ class MLP:
             dead = 1.0 - sum(int(m.sum()) for m in alive) / n_hidden
         return total / len(X), correct / len(X), dead
 
+    @property
+    def _mc(self) -> bool:
+        c = self.config
+        return c.dropout_eval == "mc" and (c.dropout > 0 or c.input_dropout > 0)
+
+    def mc_probabilities(self, X: np.ndarray, samples: int | None = None) -> np.ndarray:
+        """``1/K sum_k softmax(f(X; mask_k))``: the mean class probabilities of ``K`` thinned
+        networks (``K = mc_samples``), each with fresh masks from the evaluation stream."""
+        k = self.config.mc_samples if samples is None else samples
+        out = np.zeros((len(X), self.sizes[-1]), np.float64)
+        for _ in range(k):
+            out += softmax(self.forward(X, train=True, rng=self.mc_rng).astype(np.float64))
+        return out / k
+
     def predict(self, X: np.ndarray) -> np.ndarray:
+        if self._mc:
+            return self.mc_probabilities(X).argmax(axis=1)
         return self.forward(X).argmax(axis=1)
 
     # -- statistics ------------------------------------------------------------------------

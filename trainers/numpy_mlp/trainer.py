@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from trainers.backend import mlp_weight_names
 from trainers.config import TrainConfig
 from trainers.data import Dataset
 from trainers.numpy_mlp.mlp import MLP
@@ -78,3 +79,6 @@ class NumpyBackend:
 
     def finite_params(self) -> bool:
         return bool(np.isfinite(self.net.flat).all())
+
+    def param_arrays(self) -> dict[str, np.ndarray]:
+        return dict(zip(mlp_weight_names(len(self.net.params)), (p.copy() for p in self.net.params), strict=True))

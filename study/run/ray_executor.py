@@ -1,0 +1,242 @@
+"""Trials as Ray streaming tasks: one remote generator per trial, one object per epoch.
+
+The dataset is `ray.put` once; every task gets the same reference, so the trials on a node
+read one shared-memory copy. `poll` is a `ray.wait` over the trials' `ObjectRefGenerator`s;
+`cancel` is `ray.cancel` on the generator (the task gets a KeyboardInterrupt between
+Python bytecodes, so a NumPy epoch stops within one BLAS call). Tasks are never retried by
+Ray (``max_retries=0``): a lost worker is a `Died` event and the driver decides.
+
+`start_ray` starts a local Ray (dashboard off, all of this machine's CPUs, worker logs kept
+out of the terminal) or connects to an existing cluster with ``address``. A local Ray is
+watched (`study.run.reaper`): if the driver is killed, its Ray processes die within a second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import ray
+from ray.exceptions import RayError, RayTaskError, TaskCancelledError
+
+from study.run import reaper
+from study.run.code import WorkerCode
+from study.run.events import Died, Event, Failed, Started
+from study.run.executor import TrialFn
+from study.run.worker import trial_events
+from study.spec import SpecError
+from trainers import Dataset, TrainConfig
+
+#: `poll` takes the events already there in at most this many rounds.
+_DRAIN_ROUNDS = 16
+
+
+def _thread_env(threads: int) -> dict[str, str]:
+    n = str(threads)
+    return {"OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+
+
+def start_ray(address: str | None = None, *, threads: int = 1, runtime_env: dict[str, Any] | None = None) -> bool:
+    """Make sure Ray is up; returns True if this call started it (and so should stop it).
+    `runtime_env`: more of the job's runtime environment (the user's code, `study.run.code`)."""
+    if ray.is_initialized():
+        return False
+    env = {**(runtime_env or {}), "env_vars": _thread_env(threads)}
+    common: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR, "runtime_env": env}
+    if address:
+        ray.init(address=address, **common)
+    else:  # "local": always a new instance, never one another `ray start` left in /tmp/ray
+        before = reaper.children(os.getpid())
+        ray.init(address="local", include_dashboard=False, **common)
+        reaper.watch(reaper.children(os.getpid()) - before)
+    return True
+
+
+def stop_ray() -> None:
+    """Stop the Ray that `start_ray` started (and its watcher)."""
+    ray.shutdown()
+    reaper.release()
+
+
+def _placed(events: Iterator[Event]) -> Iterator[Event]:
+    """The events, with the Ray node id and the GPU ids Ray assigned added to `Started`."""
+    for event in events:
+        if isinstance(event, Started):
+            gpus = ",".join(str(g) for g in ray.get_gpu_ids())
+            node = ray.get_runtime_context().get_node_id()
+            event = dataclasses.replace(
+                event, info={**event.info, "node_id": node, "gpu_ids": gpus, "started_at": f"{time.time():.3f}"}
+            )
+        yield event
+
+
+@ray.remote(max_retries=0)
+def _run_trial(
+    number: int,
+    config: TrainConfig | None,
+    data: Dataset,
+    backend: str,
+    device: str,
+    threads: int,
+    code: WorkerCode | None = None,
+    params: dict[str, Any] | None = None,
+) -> Any:
+    yield from _placed(trial_events(number, config, data, backend, device, threads, code, params))
+
+
+@ray.remote(max_retries=0)
+def _run_fn(fn: TrialFn, number: int, config: TrainConfig, data: Dataset) -> Any:
+    yield from _placed(fn(number, config, data))
+
+
+class RayExecutor:
+    """Runs each trial as a `_run_trial` streaming task with the spec's resources.
+    `trial_fn(number, config, data)` replaces the trainer (benchmarks: trivial trials).
+    `code`: the user's model or trainer function (a reference the worker loads; what
+    carries it to other nodes is the job's runtime environment, `study.run.code`)."""
+
+    def __init__(
+        self,
+        data: Dataset,
+        *,
+        backend: str = "numpy",
+        device: str = "cpu",
+        cpus: float = 1.0,
+        gpus: float = 0.0,
+        trial_fn: TrialFn | None = None,
+        code: WorkerCode | None = None,
+        local: bool = False,
+    ) -> None:
+        self.data_ref = ray.put(data)
+        self.local = local  # the Ray this driver started on this machine
+        self.trial_fn = trial_fn
+        self.code = code
+        self._fn_ref = ray.put(trial_fn) if trial_fn is not None else None  # pickled once, not per trial
+        self.backend = backend
+        self.device = device
+        self.cpus = cpus
+        self.gpus = gpus
+        self.threads = max(1, int(cpus))
+        self.streams: dict[int, Any] = {}  # trial number -> ObjectRefGenerator
+
+    def capacity(self) -> int:
+        """Trials that fit the cluster at once, by CPUs (and GPUs when asked for)."""
+        total = ray.cluster_resources()
+        slots = int(total.get("CPU", 1) // self.cpus)
+        if self.gpus > 0:
+            slots = min(slots, int(total.get("GPU", 0) // self.gpus))
+        return max(1, slots)
+
+    def queue_ahead(self, concurrency: int) -> int:
+        """How many trials the driver may submit beyond `concurrency`: Ray holds them until a
+        CPU frees and then runs the next one on the worker the last one used (no new lease);
+        none when `concurrency` is below the cluster's capacity (Ray would run them at once)."""
+        return max(1, concurrency // 8) if concurrency >= self.capacity() else 0
+
+    def submit(self, number: int, config: TrainConfig | None, params: Mapping[str, Any] | None = None) -> None:
+        opts: dict[str, Any] = {"num_cpus": self.cpus, "num_gpus": self.gpus, "name": f"trial-{number}"}
+        if self._fn_ref is not None:
+            assert config is not None, "a scripted trial function takes a TrainConfig"
+            gen = _run_fn.options(**opts).remote(self._fn_ref, number, config, self.data_ref)
+        else:
+            args: tuple[Any, ...] = (number, config, self.data_ref, self.backend, self.device, self.threads)
+            if self.code is not None:
+                args += (self.code, dict(params or {}))
+            gen = _run_trial.options(**opts).remote(*args)
+        self.streams[number] = gen
+
+    def poll(self, timeout: float) -> list[Event]:
+        """Every event that is ready, waiting up to `timeout` for the first, in the order of
+        submission (trial by trial). One `ray.get` and one `ray.wait` a round, whatever the
+        number of trials in flight; a failed stream's error is told apart by getting each
+        alone."""
+        if not self.streams:
+            return []
+        gens = list(self.streams.values())
+        ready, _ = ray.wait(gens, num_returns=len(gens), timeout=0)
+        if not ready:
+            ready, _ = ray.wait(gens, num_returns=1, timeout=timeout)
+        order = {number: i for i, number in enumerate(self.streams)}
+        got: dict[int, list[Event]] = {}
+        for _ in range(_DRAIN_ROUNDS):  # every event already there, not one per stream and turn
+            ready_ids = {id(g) for g in ready}
+            numbers, refs = [], []
+            for number, gen in list(self.streams.items()):
+                if id(gen) in ready_ids:
+                    try:
+                        refs.append(next(gen))
+                        numbers.append(number)
+                    except StopIteration:
+                        self._drop(number)
+            if not refs:
+                break
+            try:
+                for number, event in zip(numbers, ray.get(refs), strict=True):
+                    got.setdefault(number, []).append(event)
+            except RayError:
+                for number, ref in zip(numbers, refs, strict=True):
+                    self._get(number, ref, got.setdefault(number, []))
+            more = [self.streams[n] for n in numbers if n in self.streams]
+            ready = ray.wait(more, num_returns=len(more), timeout=0)[0] if more else []
+        # by submission: a trial's end comes before the start of the trial queued behind it
+        return [e for n in sorted(got, key=order.__getitem__) for e in got[n]]
+
+    def _get(self, number: int, ref: Any, events: list[Event]) -> None:
+        try:
+            events.append(ray.get(ref))
+        except TaskCancelledError:
+            self._drop(number)
+        except RayTaskError as e:  # the task body raised outside the trainer
+            self._drop(number)
+            events.append(Failed(number, str(e).strip().splitlines()[-1]))
+        except RayError as e:  # worker or node lost, object lost, ...
+            self._drop(number)
+            events.append(Died(number, f"{type(e).__name__}: {str(e).strip().splitlines()[0]}"))
+
+    def check_resources(self) -> None:
+        """A SpecError if no node of the cluster could ever run one trial: too few CPUs or GPUs
+        on every node, ``device: cuda`` on a cluster without a GPU, or (a local Ray) with a
+        torch that has no CUDA."""
+        total = ray.cluster_resources()
+        if self.device == "cuda" and total.get("GPU", 0) <= 0:
+            where = "this machine" if self.local else "the Ray cluster"
+            raise SpecError(f"field device: cuda needs a GPU, but {where} has none (Ray sees 0 GPUs); use device: cpu or auto")
+        if self.device == "cuda" and self.local and self.trial_fn is None:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise SpecError(
+                    f"field device: cuda, but this torch ({torch.__version__}) cannot use CUDA; "
+                    "install a CUDA build of torch, or use device: cpu or auto"
+                )
+        need = {"CPU": self.cpus, "GPU": self.gpus}
+        for node in ray.nodes():
+            have = node.get("Resources", {}) if node.get("Alive") else {}
+            if all(have.get(k, 0.0) >= v for k, v in need.items() if v > 0):
+                return
+        raise SpecError(
+            f"field resources: a trial needs {self.cpus:g} CPU(s) and {self.gpus:g} GPU(s) on one node, "
+            f"but no node of the Ray cluster has that (the cluster has {total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs)"
+        )
+
+    def cancel(self, number: int, force: bool = False) -> None:
+        """Stop a trial: a KeyboardInterrupt in its task (between bytecodes), or with `force`
+        the end of its worker process (a trial stuck in native code past its timeout)."""
+        gen = self.streams.get(number)
+        if gen is not None:
+            self._drop(number)
+            try:
+                ray.cancel(gen, force=force)
+            except Exception:  # noqa: BLE001 - already finished
+                pass
+
+    def _drop(self, number: int) -> None:
+        self.streams.pop(number, None)
+
+    def close(self) -> None:
+        for number in list(self.streams):
+            self.cancel(number)

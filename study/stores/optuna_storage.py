@@ -1,0 +1,167 @@
+"""Optuna storage: where a study's trials live (the source of truth), from one URL.
+
+The default is an Optuna journal file: an append-only log of storage operations, so a
+driver killed mid-study leaves a readable file, and it costs far less per trial than SQLite
+(benchmarks/orchestration_overhead.py measures both).
+
+This is the one module that reaches into Optuna's internals, each use commented and checked
+against the Optuna version it was written for (`OPTUNA_MAJOR`); anything else uses Optuna's
+public API.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+import optuna
+import optuna.storages._cached_storage  # internals used below (Optuna 5)
+import optuna.storages._rdb.storage
+import optuna.study._tell
+from optuna.trial import TrialState
+
+from study.record import SPEC_DIR, StudyAttr, spec_from_record, stored_spec
+from study.spec import SpecError, StudySpec
+from study.stores import journal
+from study.stores.journal import open_journal
+from study.stores.uris import DEFAULT_STORAGE, check_storage, file_path, journal_path, mask, resolve, scheme
+
+#: The Optuna major version the internals below were written against.
+OPTUNA_MAJOR = 5
+LOCK_GRACE_SECONDS = 5
+
+
+def _optuna_major() -> int:
+    return int(optuna.__version__.split(".", 1)[0])
+
+
+def open_storage(url: str | None) -> optuna.storages.BaseStorage:
+    """Open the storage at `url` (resolved), creating the file or tables if needed."""
+    url = resolve(url)
+    if scheme(url) == "journal":
+        from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+
+        path = journal_path(url)
+        if url == DEFAULT_STORAGE:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        # a write holds the lock for about a millisecond, so a lock unchanged for 5 s was left
+        # by a killed driver (Optuna's default waits 30 s before breaking it)
+        lock = JournalFileSymlinkLock(path, grace_period=LOCK_GRACE_SECONDS)
+        if _optuna_major() != OPTUNA_MAJOR:  # study.stores.journal reaches into Optuna 5's journal storage
+            return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=lock))
+        return open_journal(path, lock)
+    return optuna.storages.RDBStorage(url)
+
+
+def save_snapshot(study: optuna.Study) -> bool:
+    """Save the replayed state of a study's journal file beside it, so that the next process
+    opening it (`study status`, `study resume`, `study.load`) replays only what follows;
+    False for other storages (see `study.stores.journal`)."""
+    return _optuna_major() == OPTUNA_MAJOR and journal.save_snapshot(study._storage)
+
+
+def study_names(url: str | None, storage: optuna.storages.BaseStorage | None = None) -> list[str]:
+    """Names of the studies in an existing storage (none if the file does not exist yet);
+    `storage`: the storage at `url` already opened (a journal is read once, not twice)."""
+    url = resolve(url)
+    path = file_path(url)
+    if storage is None and path is not None and not os.path.isfile(path):
+        return []
+    return [s.study_name for s in (storage or open_storage(url)).get_all_studies()]  # not the summaries: they count trials
+
+
+def no_such_study(name: str, url: str, names: list[str]) -> SpecError:
+    return SpecError(f"no study {name!r} in storage {mask(url)!r} (studies there: {names or 'none'})")
+
+
+def load_stored(name: str, storage: str | None) -> tuple[optuna.Study, StudySpec, str]:
+    """An existing study, the spec it was launched with and its storage URL (resolved).
+    SpecError when the storage or the study does not exist or was not made by hpstudy."""
+    url = check_storage(storage, must_exist=True)
+    opened = open_storage(url)
+    names = study_names(url, opened)
+    if name not in names:
+        raise no_such_study(name, url, names)
+    study = optuna.load_study(study_name=name, storage=opened)
+    spec = spec_from_record(name, stored_spec(study.user_attrs), storage, mask(url))
+    return study, spec, url
+
+
+def spec_record(spec: StudySpec) -> dict[str, Any]:
+    """The spec as stored with the study: no storage URL (the storage is where it is kept,
+    and its URL may carry a password) and the tracking URI with its password masked."""
+    d = spec.model_dump(mode="json")
+    d["storage"] = None
+    d["tracking_uri"] = mask(spec.tracking_uri)
+    d[SPEC_DIR] = spec.base_dir
+    return d
+
+
+def create_study(
+    spec: StudySpec, url: str, sampler: optuna.samplers.BaseSampler, pruner: optuna.pruners.BasePruner
+) -> optuna.Study:
+    """A new study with its spec, a fresh uid and the spec's enqueued configurations.
+    `optuna.exceptions.DuplicatedStudyError` if another driver created it first."""
+    study = optuna.create_study(
+        study_name=spec.name, storage=open_storage(url), sampler=sampler, pruner=pruner, directions=spec.directions
+    )
+    study.set_user_attr(StudyAttr.SPEC, spec_record(spec))
+    study.set_user_attr(StudyAttr.UID, uuid.uuid4().hex)
+    for params in spec.enqueue:
+        study.enqueue_trial(params, user_attrs={"enqueued": True})
+    return study
+
+
+def end_left_running(study: optuna.Study, number: int, attrs: dict[str, Any]) -> None:
+    """Set user attrs on a trial another process left RUNNING and mark it FAIL.
+
+    Optuna's public API writes user attrs only through a live `optuna.Trial` of the process
+    that asked for it; a resuming driver ends a dead driver's trial through the storage:
+    `Study._storage`, `Study._study_id` and `get_trial_id_from_study_id_trial_number` (Optuna 5)."""
+    if _optuna_major() != OPTUNA_MAJOR:
+        raise RuntimeError(f"hpstudy's reconciliation was written for Optuna {OPTUNA_MAJOR}, found {optuna.__version__}")
+    storage = study._storage
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    for k, v in attrs.items():
+        storage.set_trial_user_attr(trial_id, k, v)
+    storage.set_trial_state_values(trial_id, TrialState.FAIL)
+
+
+def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """Several user attrs of a running trial in one storage write: one append to a journal
+    file (one lock, one write), one transaction in a database; Optuna writes each alone.
+    Internals (Optuna 5): `Trial.storage`, `Trial._trial_id` and `Trial._cached_frozen_trial`
+    (kept as `Trial.set_user_attr` keeps it), and for a database `_CachedStorage._backend`,
+    `_create_scoped_session` and `RDBStorage._set_trial_attr_without_commit`."""
+    if not attrs:
+        return
+    storage = trial.storage
+    if _optuna_major() != OPTUNA_MAJOR or len(attrs) == 1:
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        return
+    if isinstance(storage, optuna.storages.JournalStorage):
+        journal.set_trial_user_attrs(storage, trial._trial_id, attrs)
+    else:
+        from optuna.storages._rdb import models
+
+        backend = storage._backend if isinstance(storage, optuna.storages._cached_storage._CachedStorage) else storage
+        if not isinstance(backend, optuna.storages.RDBStorage):
+            for k, v in attrs.items():
+                trial.set_user_attr(k, v)
+            return
+        with optuna.storages._rdb.storage._create_scoped_session(backend.scoped_session, True) as session:
+            for k, v in attrs.items():
+                backend._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial._trial_id, k, v)
+    trial._cached_frozen_trial.user_attrs.update(attrs)
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, values: list[float] | None, state: TrialState) -> None:
+    """`Study.tell` without the deep copy of the finished trial it returns (about a millisecond
+    a trial with a stored configuration): Optuna 5's `optuna.study._tell._tell_with_warning`,
+    which `Study.tell` calls, validating and informing the sampler the same way."""
+    if _optuna_major() != OPTUNA_MAJOR:
+        study.tell(trial, values, state=state)
+        return
+    optuna.study._tell._tell_with_warning(study=study, trial=trial, value_or_values=values, state=state)

@@ -1,0 +1,358 @@
+"""Integration: studies on a real local Ray cluster (one for the session), real MLflow on
+SQLite and real Optuna journal storage. Trials are tiny nets on a small generated task;
+the fault tests make them long enough (hundreds of epochs, about a second) to be hit while
+they run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import ray
+import yaml
+from mlflow.tracking import MlflowClient
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from study.record import TrialRecord, mlflow_status
+from study.run import launch as launching
+from study.run.driver import Listener
+from study.run.prepare import prepare
+from study.spec import parse_spec
+
+
+def is_counted(t: Any) -> bool:
+    return TrialRecord.of(t).counted
+
+
+pytestmark = pytest.mark.integration
+
+SLOW = {"epochs": 400, "width": 64}  # about a second per trial on one CPU
+SLOW_DATA = {"name": "gaussian_mixture", "args": {"n_samples": 1500, "n_features": 20, "n_classes": 3}}
+
+
+class Watch(Listener):
+    """Records what the driver saw: worker pids, the most trials in flight, epochs per trial."""
+
+    def __init__(self) -> None:
+        self.pids: dict[int, int] = {}
+        self.max_running = 0
+        self.epochs: dict[int, int] = {}
+        self.running: set[int] = set()
+
+    def on_trial_start(self, number: int, info: dict[str, Any]) -> None:
+        self.pids[number] = info["pid"]
+        self.running.add(number)
+
+    def on_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
+        self.epochs[number] = epoch
+        self.max_running = max(self.max_running, len(self.running))
+
+    def on_trial_end(self, number: int, outcome: Any, snapshot: Any) -> None:
+        self.running.discard(number)
+
+
+def run_on_ray(address: str, spec: dict[str, Any], listener: Listener | None = None, resume: bool = False) -> launching.RunResult:
+    prep = prepare(parse_spec(spec))
+    return launching.run_study(
+        prep, resume=resume, executor=launching.ray_executor(address), listener=listener, say=lambda m: None
+    )
+
+
+def journal(workdir: Path) -> JournalStorage:
+    return JournalStorage(JournalFileBackend(str(workdir / "optuna.journal")))
+
+
+def check_agreement(workdir: Path, name: str) -> tuple[optuna.Study, dict[int, Any], MlflowClient]:
+    """Nothing RUNNING anywhere; every trial has a nested run whose status, state tag and
+    stop reason match Optuna, with one metric point per epoch Optuna saw."""
+    study = optuna.load_study(study_name=name, storage=journal(workdir))
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(name)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    (parent,) = [r for r in runs if r.data.tags.get("hpstudy.role") == "study"]
+    children = {int(r.data.tags["trial_number"]): r for r in runs if "trial_number" in r.data.tags}
+    trials = study.get_trials()
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert sorted(children) == [t.number for t in trials]
+    for t in trials:
+        run = children[t.number]
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.info.status == mlflow_status(t.state)
+        assert run.data.tags["state"] == t.state.name and run.data.tags["stop_reason"] == t.user_attrs["stop_reason"]
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
+        assert steps == list(range(1, len(steps) + 1))  # one point per epoch, in order
+        if t.user_attrs.get("reconciled"):  # a killed driver's unflushed epochs are lost; the trial re-runs
+            # the driver hands an epoch to MLflow just before it reports it to Optuna, so a kill
+            # between the two leaves MLflow at most that one epoch ahead
+            seen = set(t.intermediate_values)
+            assert set(steps) <= seen | {max(seen, default=0) + 1}
+        else:
+            assert set(t.intermediate_values) <= set(steps)  # NaN epochs are recorded, not reported
+        if "stopped_epoch" in t.user_attrs:
+            assert len(steps) == t.user_attrs["stopped_epoch"]
+        if "pruned_step" in t.user_attrs:
+            assert len(steps) == t.user_attrs["pruned_step"]
+    return study, children, client
+
+
+def test_n_trials_at_concurrency_2(ray_address: str, workdir: Path, tiny_spec: Any) -> None:
+    watch = Watch()
+    result = run_on_ray(ray_address, tiny_spec(trials=6, concurrency=2), watch)
+    assert result.finished
+    study, children, client = check_agreement(workdir, "tiny-study")
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 6
+    assert sum(is_counted(t) for t in study.get_trials()) == 6
+    assert watch.max_running == 2
+    assert os.getpid() not in watch.pids.values()  # trials ran in Ray workers
+    for t in study.get_trials():
+        assert len(client.get_metric_history(children[t.number].info.run_id, "val_loss")) == 3
+
+
+def _cpus_back(n: float, wait: float = 10.0) -> bool:
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if ray.available_resources().get("CPU", 0) >= n:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_pruned_trials_stop_early_and_free_their_slot(ray_address: str, workdir: Path, tiny_spec: Any) -> None:
+    # trial 0 learns fast and stops on patience; the slow learners after it are pruned at
+    # epoch 3. Uncancelled, each would hold a CPU for 20000 epochs (half a minute).
+    spec = tiny_spec(
+        dataset=SLOW_DATA,
+        trials=4,
+        concurrency=1,
+        fixed={"epochs": 20000, "width": 64, "patience": 3},
+        enqueue=[{"lr": 0.1}, {"lr": 0.001}, {"lr": 0.001}, {"lr": 0.001}],
+        pruner={"name": "median", "n_startup_trials": 1, "n_warmup_steps": 3},
+    )
+    watch = Watch()
+    result = run_on_ray(ray_address, spec, watch)
+    study, children, client = check_agreement(workdir, "tiny-study")
+    trials = study.get_trials()
+    assert trials[0].user_attrs["stop_reason"] == "early_stopped"
+    assert [t.state for t in trials[1:]] == [TrialState.PRUNED] * 3
+    for t in trials[1:]:
+        assert t.user_attrs["pruned_step"] == 3
+        assert len(client.get_metric_history(children[t.number].info.run_id, "val_loss")) == 3
+    assert result.finished and _cpus_back(2), "a pruned trial's task still holds its CPU"
+
+
+def test_diverging_lr_ends_as_diverged(ray_address: str, workdir: Path, tiny_spec: Any) -> None:
+    run_on_ray(ray_address, tiny_spec(trials=1, fixed={"lr": 1e6, "optimizer": "sgd"}))
+    study, children, _ = check_agreement(workdir, "tiny-study")
+    (t,) = study.get_trials()
+    assert t.state == TrialState.FAIL and t.user_attrs["stop_reason"] == "diverged" and t.values is None
+    assert children[0].info.status == "FAILED"
+
+
+class KillFirstWorker(Listener):
+    """SIGKILLs the worker process running trial 0 after its first epoch."""
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.killed = False
+
+    def on_trial_start(self, number: int, info: dict[str, Any]) -> None:
+        if number == 0:
+            self.pid = info["pid"]
+
+    def on_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
+        if number == 0 and not self.killed and self.pid is not None:
+            os.kill(self.pid, signal.SIGKILL)
+            self.killed = True
+
+
+def test_killed_worker_is_retried(ray_address: str, workdir: Path, tiny_spec: Any) -> None:
+    killer = KillFirstWorker()
+    result = run_on_ray(ray_address, tiny_spec(dataset=SLOW_DATA, trials=2, retries=1, fixed=SLOW), killer)
+    assert killer.killed and result.finished
+    study, children, _ = check_agreement(workdir, "tiny-study")
+    trials = study.get_trials()
+    assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["stop_reason"] == "worker_died"
+    assert "died" in trials[0].user_attrs["error"].lower() or "crash" in trials[0].user_attrs["error"].lower()
+    (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == 0]
+    assert retry.params == trials[0].params and retry.state == TrialState.COMPLETE and retry.user_attrs["attempt"] == 1
+    assert sum(is_counted(t) for t in trials) == 2
+
+
+def _spec_file(workdir: Path, tiny_spec: Any, trials: int) -> Path:
+    path = workdir / "spec.yaml"
+    path.write_text(yaml.safe_dump(tiny_spec(dataset=SLOW_DATA, trials=trials, fixed=SLOW)))
+    return path
+
+
+def _wait_running(workdir: Path, proc: subprocess.Popen, min_done: int) -> None:
+    """Until the driver has `min_done` finished trials and one running past epoch 5."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if (workdir / "optuna.journal").exists():
+            try:
+                study = optuna.load_study(study_name="tiny-study", storage=journal(workdir))
+            except KeyError:
+                study = None
+            if study is not None:
+                trials = study.get_trials()
+                done = sum(t.state.is_finished() for t in trials)
+                if done >= min_done and any(t.state == TrialState.RUNNING and len(t.intermediate_values) > 5 for t in trials):
+                    return
+        time.sleep(0.3)
+    raise AssertionError("the driver never had a trial running")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _resume(study_cli: str, workdir: Path, ray_address: str) -> tuple[str, subprocess.CompletedProcess[str]]:
+    """`study resume tiny-study` in a subprocess; it must succeed. Returns (storage URL, process)."""
+    storage = f"journal:{workdir / 'optuna.journal'}"
+    p = subprocess.run(
+        [study_cli, "resume", "tiny-study", "--storage", storage, "--address", ray_address, "--quiet"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    return storage, p
+
+
+def test_sigkilled_driver_then_resume(ray_address: str, workdir: Path, tiny_spec: Any, study_cli: str) -> None:
+    spec = _spec_file(workdir, tiny_spec, trials=5)
+    proc = subprocess.Popen(
+        [study_cli, "launch", str(spec), "--address", ray_address, "--quiet"],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    _wait_running(workdir, proc, min_done=1)
+    writer = _children(proc.pid)  # the driver's MLflow writer process
+    assert writer
+    proc.kill()
+    proc.wait(30)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in writer) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in writer if Path(f"/proc/{pid}").exists()], "the MLflow writer outlived its killed driver"
+    left = [
+        t.number
+        for t in optuna.load_study(study_name="tiny-study", storage=journal(workdir)).get_trials()
+        if t.state == TrialState.RUNNING
+    ]
+    assert left
+    storage, p = _resume(study_cli, workdir, ray_address)
+    assert "reconciled" in p.stderr
+    study, children, _ = check_agreement(workdir, "tiny-study")
+    trials = study.get_trials()
+    assert sum(is_counted(t) for t in trials) == 5
+    for n in left:
+        assert trials[n].user_attrs["stop_reason"] == "interrupted" and trials[n].user_attrs["reconciled"]
+        assert children[n].info.status == "FAILED"
+        assert len([t for t in trials if t.user_attrs.get("retry_of") == n]) == 1  # re-run once, no duplicates
+
+
+def test_ctrl_c_interrupts_and_resume_completes(ray_address: str, workdir: Path, tiny_spec: Any, study_cli: str) -> None:
+    spec = _spec_file(workdir, tiny_spec, trials=4)
+    proc = subprocess.Popen(
+        [study_cli, "launch", str(spec), "--address", ray_address, "--quiet"],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    _wait_running(workdir, proc, min_done=0)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "study resume tiny-study" in out
+    study = optuna.load_study(study_name="tiny-study", storage=journal(workdir))
+    interrupted = [t for t in study.get_trials() if t.user_attrs.get("stop_reason") == "interrupted"]
+    assert interrupted and not [t for t in study.get_trials() if t.state == TrialState.RUNNING]
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tiny-study").experiment_id])
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    storage, p = _resume(study_cli, workdir, ray_address)
+    study, _, _ = check_agreement(workdir, "tiny-study")
+    assert sum(is_counted(t) for t in study.get_trials()) == 4
+    status = subprocess.run([study_cli, "status", "tiny-study", "--storage", storage], capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0 and "4 finished of 4" in status.stdout
+
+
+def test_resources_no_node_can_hold_exit_2_and_write_nothing(
+    ray_address: str, workdir: Path, tiny_spec: Any, study_cli: str
+) -> None:
+    spec = tiny_spec(resources={"cpus": 64})
+    spec.pop("storage")  # the default: a journal in .hpstudy/ of the working folder
+    (workdir / "spec.yaml").write_text(yaml.safe_dump(spec))
+    before = {p.name: p.stat().st_mtime_ns for p in workdir.iterdir()}
+    p = subprocess.run(
+        [study_cli, "launch", "spec.yaml", "--address", ray_address, "--quiet"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 2, p.stderr
+    assert "field resources: a trial needs 64 CPU(s)" in p.stderr and "Traceback" not in p.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in workdir.iterdir()} == before  # no .hpstudy/, mlflow.db untouched
+
+
+def test_a_study_whose_trials_all_fail_exits_1_naming_the_error(
+    ray_address: str, workdir: Path, tiny_spec: Any, study_cli: str
+) -> None:
+    spec = tiny_spec(dataset=SLOW_DATA, trials=2, fixed=SLOW, timeout=0.5)  # every trial runs past its timeout
+    (workdir / "spec.yaml").write_text(yaml.safe_dump(spec))
+    p = subprocess.run(
+        [study_cli, "launch", "spec.yaml", "--address", ray_address, "--quiet"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "error: no trial of study 'tiny-study' succeeded (2 finished, all failed)" in p.stderr
+    assert "most common error (2 of 2): ran longer than timeout=0.5s" in p.stderr and "Traceback" not in p.stderr
+    if shutil.which("study") != study_cli:  # the hints name the command as it can be typed here
+        assert f"Best trials: {study_cli} best tiny-study" in p.stdout, p.stdout
+
+
+def test_device_cuda_without_a_gpu_is_bad_input(ray_address: str, workdir: Path, tiny_spec: Any, study_cli: str) -> None:
+    spec = tiny_spec(backend="torch", device="cuda")
+    spec.pop("storage")  # the default: a journal in .hpstudy/ of the working folder
+    (workdir / "spec.yaml").write_text(yaml.safe_dump(spec))
+    before = {p.name: p.stat().st_mtime_ns for p in workdir.iterdir()}
+    p = subprocess.run(
+        [study_cli, "launch", "spec.yaml", "--address", ray_address, "--quiet"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 2, p.stdout + p.stderr
+    lines = [line for line in p.stderr.strip().splitlines() if not line.startswith("warning: the Optuna storage")]
+    assert lines == [
+        "error: field device: cuda needs a GPU, but the Ray cluster has none (Ray sees 0 GPUs); use device: cpu or auto"
+    ]
+    assert {p.name: p.stat().st_mtime_ns for p in workdir.iterdir()} == before  # no .hpstudy/, mlflow.db untouched

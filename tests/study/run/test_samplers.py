@@ -1,0 +1,79 @@
+"""Trial seeds, the spec's samplers and pruners, and objective values of a finished run."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from study.run.decisions import objective_values
+from study.run.events import Ended
+from study.run.samplers import make_pruner, make_sampler, trial_seed
+from study.spec import parse_spec
+
+
+def test_trial_seed_depends_on_study_seed_and_number() -> None:
+    seeds = {trial_seed(s, n) for s in range(3) for n in range(50)}
+    assert len(seeds) == 150
+    assert trial_seed(7, 3) == trial_seed(7, 3)
+
+
+def test_objective_values_best_and_last() -> None:
+    history = {
+        1: {"val_loss": 0.9, "val_acc": 0.5, "train_loss": 0.8},
+        2: {"val_loss": 0.4, "val_acc": 0.8, "train_loss": 0.3},
+        3: {"val_loss": 0.6, "val_acc": 0.85, "train_loss": 0.1},
+    }
+    summary = Ended(0, "completed", best_epoch=2, stopped_epoch=3, n_params=123)
+    best = parse_spec({"name": "x"})
+    assert objective_values(best, history, summary) == ([0.4], "")
+    last = parse_spec({"name": "x", "objective": {"metric": "val_acc", "scope": "last"}})
+    assert objective_values(last, history, summary) == ([0.85], "")
+    multi = parse_spec({"name": "x", "objectives": ["val_loss", "n_params"]})
+    assert objective_values(multi, history, summary) == ([0.4, 123.0], "")
+    deep = parse_spec({"name": "x", "objective": "grad_norm_5"})
+    values, why = objective_values(deep, history, summary)
+    assert values is None and "grad_norm_5" in why
+    nan = {**history, 2: {"val_loss": float("nan")}}
+    values, why = objective_values(best, nan, summary)
+    assert values is None and "nan" in why
+
+
+@pytest.mark.parametrize(
+    ("sampler", "cls"),
+    [
+        ("tpe", "TPESampler"),
+        ("random", "RandomSampler"),
+        ("gp", "GPSampler"),
+        ("cmaes", "CmaEsSampler"),
+        ("nsga2", "NSGAIISampler"),
+    ],
+)
+def test_samplers(sampler: str, cls: str) -> None:
+    assert type(make_sampler(parse_spec({"name": "x", "sampler": sampler}))).__name__ == cls
+
+
+def test_grid_sampler_and_resume_seed() -> None:
+    spec = parse_spec({"name": "x", "sampler": {"name": "grid", "grid": {"lr": [0.1, 0.01]}}})
+    assert isinstance(make_sampler(spec), optuna.samplers.GridSampler)
+    r = parse_spec({"name": "x", "sampler": "random"})
+    draws = [
+        make_sampler(r, n).sample_independent(None, None, "x", optuna.distributions.FloatDistribution(0, 1)) for n in (0, 0, 5)
+    ]  # type: ignore[arg-type]
+    assert draws[0] == draws[1] != draws[2]  # a resumed study does not replay the first run's draws
+
+
+@pytest.mark.parametrize(
+    ("pruner", "cls"),
+    [
+        ("none", "NopPruner"),
+        ("median", "PercentilePruner"),
+        ({"name": "percentile", "percentile": 25}, "PercentilePruner"),
+        ("successive_halving", "SuccessiveHalvingPruner"),
+        ("hyperband", "HyperbandPruner"),
+        ({"name": "patient", "wrapped": "median"}, "PatientPruner"),
+    ],
+)
+def test_pruners(pruner: object, cls: str) -> None:
+    assert type(make_pruner(parse_spec({"name": "x", "pruner": pruner}))).__name__ == cls
+    multi = parse_spec({"name": "x", "pruner": pruner, "objectives": ["val_loss", "n_params"]})
+    assert type(make_pruner(multi)).__name__ == "NopPruner"

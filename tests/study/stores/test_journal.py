@@ -1,0 +1,119 @@
+"""hpstudy's journal file against Optuna's: the same journal, replayed by Optuna's own
+`JournalFileBackend`, by ours from the start and by ours from a snapshot plus what followed
+it, gives equal studies and trials; a snapshot that does not match its journal is ignored;
+reading keeps one position, not one per line."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import TrialState
+
+from study.stores import journal
+from study.stores.optuna_storage import open_storage, save_snapshot
+
+
+def _fill(storage: Any, name: str, n: int) -> None:
+    """Trials of every kind: params of three distributions, user and system attrs, reports
+    (a NaN among them), COMPLETE / PRUNED / FAIL / RUNNING, an enqueued trial, a second
+    objective."""
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        directions=["minimize", "maximize"],
+        load_if_exists=True,
+        sampler=optuna.samplers.RandomSampler(0),
+    )
+    study.set_user_attr("spec", {"trials": n, "nested": [1, 2]})
+    study.enqueue_trial({"lr": 0.01, "depth": 2, "act": "relu"}, user_attrs={"retry_of": 0})
+    for i in range(n):
+        t = study.ask()
+        t.suggest_float("lr", 1e-4, 1.0, log=True)
+        t.suggest_int("depth", 1, 4)
+        t.suggest_categorical("act", ["relu", "tanh"])
+        t.set_user_attr("config", {"lr": t.params["lr"], "width": [8, 4]})
+        study._storage.set_trial_system_attr(t._trial_id, "sys", i)
+        for step in range(1, 4):
+            study._storage.set_trial_intermediate_value(t._trial_id, step, math.nan if (i, step) == (2, 3) else 1.0 / (i + step))
+        if i % 4 == 0:
+            study.tell(t, [0.5 / (i + 1), float(i)])
+        elif i % 4 == 1:
+            study.tell(t, state=TrialState.PRUNED)
+        elif i % 4 == 2:
+            study.tell(t, state=TrialState.FAIL)
+        # i % 4 == 3: left RUNNING
+
+
+def _state(storage: Any) -> dict[str, Any]:
+    studies = {s.study_name: s for s in storage.get_all_studies()}
+    return {
+        name: (s.user_attrs, s.system_attrs, s.directions, storage.get_all_trials(s._study_id, deepcopy=False))
+        for name, s in studies.items()
+    }
+
+
+def _optunas(path: Path) -> dict[str, Any]:
+    return _state(JournalStorage(JournalFileBackend(str(path))))
+
+
+def test_replays_from_the_start_and_from_a_snapshot_equal_optunas(tmp_path: Path) -> None:
+    path = tmp_path / "o.journal"
+    url = f"journal:{path}"
+    ours = open_storage(url)
+    _fill(ours, "a", 9)
+    _fill(ours, "b", 5)
+    optuna.delete_study(study_name="b", storage=ours)
+    assert _state(open_storage(url)) == _optunas(path)  # no snapshot yet: a full replay
+
+    assert save_snapshot(optuna.load_study(study_name="a", storage=ours))
+    snap = json.loads(Path(journal.snapshot_path(str(path))).read_text())  # JSON, never a pickle
+    assert snap["log_number"] == sum(1 for _ in path.open("rb"))
+    _fill(ours, "a", 6)  # more after the snapshot: replayed on top of it
+    _fill(ours, "c", 3)
+    again = open_storage(url)
+    assert again._replay_result.log_number_read == sum(1 for _ in path.open("rb"))
+    assert _state(again) == _optunas(path)
+    trials = optuna.load_study(study_name="a", storage=again).get_trials(deepcopy=False)
+    assert len(trials) == 15 and math.isnan(trials[2].intermediate_values[3])
+    # the restored storage goes on working: a new trial gets the next id in both views
+    optuna.load_study(study_name="c", storage=again).ask()
+    assert _state(open_storage(url)) == _optunas(path)
+
+
+def test_a_snapshot_of_another_journal_is_ignored(tmp_path: Path) -> None:
+    first, second = tmp_path / "one.journal", tmp_path / "two.journal"
+    for p, n in ((first, 6), (second, 4)):
+        st = open_storage(f"journal:{p}")
+        _fill(st, "a", n)
+    assert save_snapshot(optuna.load_study(study_name="a", storage=open_storage(f"journal:{first}")))
+    Path(journal.snapshot_path(str(second))).write_bytes(Path(journal.snapshot_path(str(first))).read_bytes())
+    assert _state(open_storage(f"journal:{second}")) == _optunas(second)
+    Path(journal.snapshot_path(str(second))).write_text("{not json")
+    assert _state(open_storage(f"journal:{second}")) == _optunas(second)
+
+
+def test_a_journal_rewritten_after_its_snapshot_is_replayed_in_full(tmp_path: Path) -> None:
+    path = tmp_path / "o.journal"
+    _fill(open_storage(f"journal:{path}"), "a", 6)
+    assert save_snapshot(optuna.load_study(study_name="a", storage=open_storage(f"journal:{path}")))
+    path.unlink()  # a new journal of the same name, longer than the snapshot's offset
+    _fill(open_storage(f"journal:{path}"), "z", 10)
+    assert set(_state(open_storage(f"journal:{path}"))) == {"z"}
+    assert _state(open_storage(f"journal:{path}")) == _optunas(path)
+
+
+@pytest.mark.parametrize("trials", [10, 200])
+def test_reading_keeps_one_position_whatever_the_journal_length(tmp_path: Path, trials: int) -> None:
+    """Optuna's backend keeps a byte offset for every line it read: memory that grows with
+    every operation; ours keeps one."""
+    st = open_storage(f"journal:{tmp_path / 'o.journal'}")
+    _fill(st, "a", trials)
+    backend = st._backend
+    assert isinstance(backend, journal.JournalFile)
+    assert backend._log_number_offset == {} and backend.position()[0] == st._replay_result.log_number_read
