@@ -169,7 +169,9 @@ def open_study(prep: Prepared, *, resume: bool) -> tuple[optuna.Study, bool]:
             "(a study in a PostgreSQL or MySQL storage can have several drivers)"
         )
     n = len(probe.get_trials(deepcopy=False))
-    study = optuna.load_study(study_name=spec.name, storage=storage, sampler=make_sampler(spec, n), pruner=make_pruner(spec, prep.space))
+    study = optuna.load_study(
+        study_name=spec.name, storage=storage, sampler=make_sampler(spec, n), pruner=make_pruner(spec, prep.space)
+    )
     return study, False
 
 
