@@ -5,7 +5,7 @@ Every method searches the built-in ``full`` space (30 epochs per configuration u
 ``--epochs``) with the same trainer (`trainers.iter_train`, NumPy backend, one BLAS thread
 per trial), two trials at a time, maximizing validation accuracy:
 
-- ``hpstudy``: the default study through the real engine (`study.engine.launch`: Ray
+- ``hpstudy``: the default study through the real engine (`study.run.launch.launch`: Ray
   streaming tasks, Optuna journal storage, every epoch recorded in MLflow SQLite), with a
   spec that names no sampler and no pruner; objective ``val_acc`` (scope best: the
   validation accuracy of the weights early stopping keeps).
@@ -140,8 +140,9 @@ def bench_data(name: str, work: Path) -> tuple[dict[str, Any], Dataset]:
 
 # -- one study through the engine ------------------------------------------------------------
 class Budget:
-    """A `study.driver.Listener` counting trained epochs, tracing the best value found, and
-    asking the driver to stop once `limit` epochs were trained (None: no limit)."""
+    """A `study.run.driver.Listener` counting trained epochs, tracing the best value found,
+    and stopping the study (as Ctrl-C does: trials in flight are stopped, as Ray Tune's
+    stopper does) once `limit` epochs were trained (None: no limit)."""
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
@@ -150,20 +151,21 @@ class Budget:
         self.best = -math.inf
         self.trace: list[tuple[int, float]] = []
 
-    def on_trial_start(self, driver: Any, number: int, info: dict[str, Any]) -> None: ...
+    def on_trial_start(self, number: int, info: dict[str, Any]) -> None: ...
 
-    def on_epoch(self, driver: Any, number: int, epoch: int, metrics: dict[str, float]) -> None:
+    def on_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
         self.epochs += 1
         self.train_s += metrics.get("seconds", 0.0)
-        if self.limit is not None and self.epochs >= self.limit and not driver.stop_requested:
-            driver.stop_requested = True  # as Ctrl-C: trials in flight are stopped
 
-    def on_trial_end(self, driver: Any, number: int, outcome: Any) -> None:
+    def on_trial_end(self, number: int, outcome: Any, snapshot: Any) -> None:
         if outcome.values is not None and outcome.values[0] > self.best:
             self.best = outcome.values[0]
             self.trace.append((self.epochs, self.best))
 
-    def on_tick(self, driver: Any) -> None: ...
+    def on_tick(self, snapshot: Any) -> None: ...
+
+    def wants_stop(self) -> bool:
+        return self.limit is not None and self.epochs >= self.limit
 
 
 def run_engine(
@@ -179,7 +181,7 @@ def run_engine(
 ) -> dict[str, Any]:
     import optuna
 
-    from study import engine
+    from study.run.launch import launch
 
     folder = work / name
     folder.mkdir()
@@ -200,7 +202,7 @@ def run_engine(
         spec["fixed"] = {"epochs": epochs}
     listener = Budget(budget)
     t0, cpu0 = time.perf_counter(), time.process_time()
-    result = engine.launch(spec, listener=listener)  # type: ignore[arg-type]
+    result = launch(spec, listener=listener)
     wall, driver_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     study = result.study
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -479,6 +481,12 @@ def plot(runs: list[dict[str, Any]], methods: list[str], datasets: list[str], pa
 
 
 # -- main ----------------------------------------------------------------------------------
+def save(args: argparse.Namespace, runs: list[dict[str, Any]], total: float) -> None:
+    (args.out / "results.json").write_text(
+        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "total_s": total, "runs": runs}, indent=1)
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default="digits,mnist1d")
@@ -527,7 +535,7 @@ def main() -> None:
 
     from mlflow.tracking import MlflowClient
 
-    from study.ray_executor import start_ray
+    from study.run.ray_executor import start_ray
 
     start_ray(None)
     t_all = time.perf_counter()
@@ -558,18 +566,15 @@ def main() -> None:
                         if m == "hpstudy" and args.trials:
                             unit = r["epochs"]
                     r.update(dataset=ds, method=m, seed=seed)
+                    (tests,) = retrain_all([r["winner"]], data, [10_000 + i for i in range(args.retrain_seeds)])
+                    r["test_accs"], r["test_mean"] = tests, statistics.mean(tests)
                     runs.append(r)
+                    save(args, runs, time.perf_counter() - t_all)  # what ran so far survives an interruption
                     print(
                         f"{ds} seed {seed} {m:>13}: {r['epochs']} epochs, {r['trials']} trials ({r['pruned']} stopped early), "
-                        f"best val {r['best_val']:.4f}, {r['wall_s']:.0f} s",
+                        f"best val {r['best_val']:.4f}, winner's test acc {r['test_mean']:.4f}, {r['wall_s']:.0f} s",
                         flush=True,
                     )
-            mine = [r for r in runs if r["dataset"] == ds]
-            seeds = [10_000 + i for i in range(args.retrain_seeds)]
-            tests = retrain_all([r["winner"] for r in mine], data, seeds)
-            for r, t in zip(mine, tests, strict=True):
-                r["test_accs"] = t
-                r["test_mean"] = statistics.mean(t)
         os.chdir(home)
     total = time.perf_counter() - t_all
     import ray
@@ -582,9 +587,7 @@ def main() -> None:
         f"total {total:.0f} s"
     )
     print("\n" + head + table)
-    (args.out / "results.json").write_text(
-        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "total_s": total, "runs": runs}, indent=1)
-    )
+    save(args, runs, total)
     plot(runs, methods, datasets, args.out / "best_so_far.png")
     print(f"\nwrote {args.out / 'results.json'} and {args.out / 'best_so_far.png'}")
 

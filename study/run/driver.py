@@ -119,6 +119,12 @@ class Listener:
     def on_trial_end(self, number: int, outcome: Outcome, snapshot: Snapshot) -> None: ...
     def on_tick(self, snapshot: Snapshot) -> None: ...
 
+    def wants_stop(self) -> bool:
+        """Asked after each round of events: True stops the study as Ctrl-C does (the trials
+        in flight are interrupted and re-enqueued for `study resume`). A stopper, such as a
+        budget of training epochs over the whole study."""
+        return False
+
 
 class Driver:
     """Runs a study to its target number of finished trials (or until stopped)."""
@@ -166,6 +172,8 @@ class Driver:
                     break
                 for event in self.executor.poll(self.tick):
                     self._handle(event)
+                if self.listener.wants_stop():
+                    self.stop_requested = True
                 self._check_timeouts()
                 self.decisions.lease.beat()
                 self.tracker.maybe_flush()

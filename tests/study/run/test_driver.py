@@ -278,6 +278,28 @@ def test_snapshot_and_interrupt(tmp_path: Path) -> None:
     assert 1 in driver.executor.running or not driver.running  # nothing left in flight
 
 
+def test_a_listener_that_wants_stop_stops_the_study_as_ctrl_c_does(tmp_path: Path) -> None:
+    """A stopper (an epoch budget over the study) without a handle on the driver."""
+
+    class EpochBudget(Listener):
+        def __init__(self) -> None:
+            self.epochs = 0
+
+        def on_epoch(self, number: int, epoch: int, metrics: dict[str, float]) -> None:
+            self.epochs += 1
+
+        def wants_stop(self) -> bool:
+            return self.epochs >= 3
+
+    budget = EpochBudget()
+    fn = curve_trials(lambda n: [1.0] * 10, epoch_seconds=0.01)
+    driver, study, _ = make(tmp_path, fn, trials=4, listener=budget)
+    assert not driver.run()  # interrupted
+    assert 3 <= budget.epochs < 10 and not driver.running
+    assert not any(t.state == TrialState.COMPLETE for t in study.trials)
+    assert {t.user_attrs["stop_reason"] for t in study.trials if t.state == TrialState.FAIL} == {"interrupted"}
+
+
 def test_a_cancelled_trials_late_event_is_ignored(tmp_path: Path) -> None:
     driver, study, tracker = make(tmp_path, curve_trials(lambda n: [1.0]), trials=1)
     driver._fill()
