@@ -83,8 +83,8 @@ def _searched_in(trials: list[optuna.trial.FrozenTrial]) -> list[str]:
             for f, values in seen.items():
                 if len(values) < 2:
                     values.add(repr(config.get(f)))
-    if recorded:
-        return [f for f in FIELDS if f in recorded]
+    if recorded:  # the user's own names (a model's or trainer's) after the fields, as `trials` gives them
+        return [f for f in FIELDS if f in recorded] + sorted(recorded - set(FIELDS))
     return [f for f, values in seen.items() if len(values) > 1]
 
 
