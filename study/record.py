@@ -67,6 +67,7 @@ class StudyAttr:
     CODE_HISTORY = "hpstudy.code_history"  # earlier `CODE`s, each with ``until_trial``
     BEAT = "hpstudy.beat."  # + driver id: the driver's last beat (unix time; 0 = it ended)
     TRACKED = "hpstudy.mlflow_complete_through"  # every trial up to this number has its complete MLflow run
+    CONFIRMATIONS = "hpstudy.confirmations"  # names of the studies confirming this one's top trials (`study confirm`)
 
 
 class TrialAttr:
@@ -404,7 +405,7 @@ class CodeRecord:
 #: so that a resume resolves relative space and dataset paths as the launch did.
 SPEC_DIR = "spec_dir"
 #: Fields that may differ between a launch and the study already stored under its name.
-RUN_FIELDS = ("trials", "concurrency", "storage", "tracking_uri", "time_budget", SPEC_DIR)
+RUN_FIELDS = ("trials", "concurrency", "storage", "tracking_uri", "time_budget", "confirm", SPEC_DIR)
 
 
 def stored_spec(attrs: dict[str, Any]) -> dict[str, Any] | None:

@@ -140,6 +140,15 @@ class DatasetSpec(_Model):
             raise SpecError(f"field dataset: {e}") from None
 
 
+class ConfirmSpec(_Model):
+    """``confirm:`` when the search ends, re-train its top `top` trials on `seeds` fresh seeds
+    and rank them (`study confirm`): the winner is then the best mean over seeds, not the
+    best single run. ``confirm: true`` takes the defaults."""
+
+    top: int = Field(3, ge=2, le=20)
+    seeds: int = Field(3, ge=2, le=50)
+
+
 class ObjectiveSpec(_Model):
     """What a trial is scored by: a record field at the best epoch (the weights early
     stopping keeps) or at the last epoch. ``direction`` defaults to maximize for ``*_acc`` (and ``*accuracy``)
@@ -314,6 +323,14 @@ class StudySpec(_Model):
     tracking_uri: str = "sqlite:///mlflow.db"
     enqueue: list[dict[str, Any]] = Field(default_factory=list, description="known parameter sets to try first")
     compare: CompareSpec | None = Field(None, description="a comparison (designed experiment) instead of a search")
+    confirm: ConfirmSpec | None = Field(None, description="re-train the top trials on fresh seeds when the search ends")
+
+    @field_validator("confirm", mode="before")
+    @classmethod
+    def _confirm_short(cls, v: Any) -> Any:
+        if v is True:
+            return {}
+        return None if v is False else v
 
     @model_validator(mode="before")
     @classmethod
@@ -426,6 +443,17 @@ class StudySpec(_Model):
             raise ValueError("give either `objective` or `objectives` (several), not both")
         if self.sampler.name == "cmaes" and self.is_multi_objective:
             raise ValueError("the cmaes sampler handles one objective; use nsga2, tpe or random for several")
+        if self.confirm is not None and (self.compare is not None or self.code is not None or self.is_multi_objective):
+            what = (
+                "a comparison"
+                if self.compare is not None
+                else "a multi-objective study"
+                if self.is_multi_objective
+                else (f"a study of your own {self.code[0] if self.code else ''}")
+            )
+            raise ValueError(
+                f"confirm: re-trains the top trials of a single-objective search of the built-in MLP, not {what}; remove it"
+            )
         if self.compare is not None:
             if self.code is not None:  # its arms are TrainConfigs: a model's or trainer's own values would be lost
                 raise ValueError(

@@ -104,7 +104,25 @@ def best_command(args: argparse.Namespace) -> int:
         console.print(TEST_NOTE)
     if df.empty:
         print("no completed trial matches", file=sys.stderr)
+    if handle.spec.compare is None:
+        for line in selection_lines(handle.selection(), handle.name):
+            console.print(line)
     return 0
+
+
+def selection_lines(sel: dict[str, Any], name: str) -> list[str]:
+    """How the winner was chosen (`StudyHandle.selection`), in a few lines."""
+    if sel["winner"] is None:
+        return [f"ranked by {sel['rule']}"]
+    lines = [f"winner: trial {sel['winner']}, ranked by {sel['rule']}"]
+    for c in sel["confirmations"]:
+        if "error" in c:
+            lines.append(f"confirmation {c['study']}: no ranking yet ({c['error']})")
+        else:
+            lines.append(f"confirmation {c['study']} ({c['seeds']} fresh seeds): {c['text']}")
+    if not sel["confirmations"]:
+        lines.append(f"not confirmed on fresh seeds: `study confirm {name}` re-trains the top 3 on 5 seeds and ranks them")
+    return lines
 
 
 def _json_row(row: Any, cols: list[str], record: TrialRecord | None) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from study.cli.progress import LiveProgress, QuietProgress
@@ -115,6 +116,12 @@ def run(args: argparse.Namespace) -> int:
     print_summary(result, spec, cmd)
     if result.verdict is not None:  # a comparison
         print(f"\nverdict of {spec.name}: {render(result.verdict)}")
+    if spec.confirm is not None and result.finished and result.succeeded >= 2:
+        confirmed = confirm_winners(prep, args, say)
+        if not confirmed.finished:
+            print(f"interrupted: continue the confirmation with: {cmd} confirm {spec.name} --top {spec.confirm.top} "
+                  f"--seeds {spec.confirm.seeds}", file=sys.stderr)  # fmt: skip
+            return 130
     if not result.finished:
         print(
             f"interrupted: running trials were recorded as interrupted. Continue with: {cmd} resume {spec.name}", file=sys.stderr
@@ -124,6 +131,29 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {no_success(result, spec)}", file=sys.stderr)
         return 1
     return 0
+
+
+def confirm_winners(prep: Any, args: argparse.Namespace, say: Callable[[str], None]) -> Any:
+    """The spec's ``confirm:``: re-train the search's top trials on fresh seeds, rank them,
+    and print the ranking (`study.run.confirm`, as `study confirm` does)."""
+    from study.query.verdict_report import conclude, render
+    from study.run import launch as launching
+    from study.run.confirm import confirm
+
+    spec = prep.spec
+    assert spec.confirm is not None
+    kwargs: dict[str, Any] = dict(
+        top=spec.confirm.top, seeds=spec.confirm.seeds, storage=prep.storage_url, tracking_uri=unmasked_tracking(spec.tracking_uri),
+        concurrency=spec.concurrency, executor=launching.ray_executor(args.address), conclude=conclude, say=say,
+    )  # fmt: skip
+    if args.quiet:
+        result = confirm(spec.name, listener=QuietProgress(), **kwargs)
+    else:
+        with LiveProgress() as live:
+            result = confirm(spec.name, listener=live, **kwargs)
+    if result.verdict is not None:
+        print(f"\n{result.study.study_name}: {render(result.verdict)}")
+    return result
 
 
 def no_success(result: Any, spec: StudySpec) -> str:

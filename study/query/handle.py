@@ -409,6 +409,56 @@ class StudyHandle:
         done = [int(n) for n in trials.loc[trials["state"] == "COMPLETE", "number"] if int(n) in set(curves["trial"])]
         return pruning_audit(curves, marks, metric=metric, direction=self.directions[0], completed=done)
 
+    # -- how the winner was chosen -----------------------------------------------------------
+    def selection(self) -> dict[str, Any]:
+        """How this search's winner is chosen, as `study best` states it: ``rule`` (the
+        objective, its scope and one training seed per trial), ``winner`` and ``value`` (the
+        top completed trial), and ``confirmations``: for each study that re-trained the top
+        trials on fresh seeds (`study confirm`, or the spec's ``confirm:``), its name, seeds,
+        best trial by mean, whether the search's winner stayed first, and the outcome."""
+        obj = self.spec.all_objectives[0]
+        direction = self.directions[0]
+        if len(self.objectives) > 1:
+            rule = f"the Pareto front of {', '.join(self.objectives)} (one training seed per trial)"
+        elif obj.scope == "best":
+            rule = (
+                f"{direction} {obj.metric} at each trial's best epoch (the weights early stopping keeps), "
+                "one training seed per trial"
+            )
+        else:
+            rule = f"{direction} {obj.metric} at each trial's last epoch, one training seed per trial"
+        done = [t for t in self.optuna.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.values]
+        top = None
+        if done and len(self.objectives) == 1:
+            sign = -1.0 if direction == "maximize" else 1.0
+            top = min(done, key=lambda t: (sign * t.values[0], t.number))
+        confirmations = []
+        for name in self.optuna.user_attrs.get(StudyAttr.CONFIRMATIONS) or []:
+            try:
+                v = StudyHandle(name, self.storage_url, self.tracking_uri).verdict()
+            except (SpecError, ValueError) as e:  # deleted, or not finished: no ranking yet
+                confirmations.append({"study": name, "error": str(e)})
+                continue
+            best = v["ranking"][0]
+            confirmations.append(
+                {
+                    "study": name,
+                    "seeds": len(v["seeds"]),
+                    "best": best["name"],
+                    "mean": best.get("mean"),
+                    "sd": best.get("sd"),
+                    "winner_stays_first": v["best"] == v["tuning_best"],
+                    "outcome": v["outcome"],
+                    "text": v["text"],
+                }
+            )
+        return {
+            "rule": rule,
+            "winner": top.number if top is not None else None,
+            "value": top.values[0] if top is not None else None,
+            "confirmations": confirmations,
+        }
+
     # -- a comparison's verdict --------------------------------------------------------------
     def verdict(self) -> dict[str, Any]:
         """A comparison's verdict, from its Optuna record (`study.query.verdict_report.judge`):

@@ -20,9 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import optuna
 from optuna.trial import TrialState
 
-from study.record import TrialRecord
+from study.record import StudyAttr, TrialRecord
 from study.run.design import Conclude
 from study.run.driver import Listener
 from study.run.launch import ExecutorFactory, RunResult, ray_executor, run_study
@@ -32,7 +33,19 @@ from study.stores import optuna_storage
 from study.stores.uris import mask, unmasked_tracking, with_env_defaults
 
 #: Fields of the tuning study's spec a confirmation does not take over: it searches nothing.
-_SEARCH_FIELDS = ("name", "space", "fixed", "sampler", "pruner", "trials", "enqueue", "objectives", "compare", "storage")
+_SEARCH_FIELDS = (
+    "name",
+    "space",
+    "fixed",
+    "sampler",
+    "pruner",
+    "trials",
+    "enqueue",
+    "objectives",
+    "compare",
+    "confirm",
+    "storage",
+)
 
 
 def confirmation_name(name: str, top: int, seeds: int) -> str:
@@ -93,6 +106,15 @@ def confirmation_spec(
     return data
 
 
+def remember(name: str, confirmation: str, storage: str) -> None:
+    """Record on tuning study `name` that study `confirmation` confirms it (study user attr
+    `StudyAttr.CONFIRMATIONS`): `study best` finds it without listing the storage's studies."""
+    study = optuna.load_study(study_name=name, storage=optuna_storage.open_storage(storage))
+    known = study.user_attrs.get(StudyAttr.CONFIRMATIONS) or []
+    if confirmation not in known:
+        study.set_user_attr(StudyAttr.CONFIRMATIONS, [*known, confirmation])
+
+
 def confirm(
     name: str,
     *,
@@ -118,6 +140,7 @@ def confirm(
     spec = parse_spec(data, source=f"confirmation of {name!r}")
     spec = with_env_defaults(spec, spec.storage, tracking_uri).with_overrides(concurrency=concurrency)
     prep = prepare(spec)
+    remember(name, spec.name, prep.storage_url)
     say(
         f"confirming the top {len(spec.compare.arms()) if spec.compare else 0} trials of {name} over {seeds} seeds "
         f"as study {spec.name} ({spec.trials} runs; MLflow {mask(spec.tracking_uri)})"

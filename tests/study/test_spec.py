@@ -57,6 +57,12 @@ def test_multi_objective_turns_pruning_off() -> None:
     assert s.directions == ["minimize", "minimize"]
 
 
+def test_confirm_short_forms() -> None:
+    assert parse_spec({"name": "x", "confirm": True}).confirm == parse_spec({"name": "x", "confirm": {}}).confirm
+    assert parse_spec({"name": "x", "confirm": {"top": 5, "seeds": 4}}).confirm.model_dump() == {"top": 5, "seeds": 4}
+    assert parse_spec({"name": "x", "confirm": False}).confirm is None and parse_spec({"name": "x"}).confirm is None
+
+
 def test_overrides_are_validated_again() -> None:
     s = parse_spec({"name": "x"}).with_overrides(trials=3, concurrency=None)
     assert s.trials == 3 and s.concurrency is None
@@ -83,6 +89,10 @@ BAD = [
     ({"name": "x", "timeout": 0}, "field timeout"),
     ({"name": "x", "device": "cuda"}, "needs backend: torch"),
     ({"name": "x", "dataset": {"name": "digits", "val": 1.5}}, "field dataset.val"),
+    ({"name": "x", "confirm": {"top": 1}}, "field confirm.top"),
+    ({"name": "x", "confirm": {"seeds": 3, "tops": 2}}, "field confirm.tops: unknown field"),
+    ({"name": "x", "confirm": True, "objectives": ["val_loss", "n_params"]}, "confirm: re-trains the top trials"),
+    ({"name": "x", "confirm": True, "trainer": "t.py:trial"}, "not a study of your own trainer"),
 ]
 
 
@@ -120,7 +130,7 @@ def test_bad_files(tmp_path: Path) -> None:
             "field pruner.n_warmup: unknown field; did you mean 'n_warmup_steps'?",
         ),
         ({"name": "x", "resources": {"gpu": 1}}, "field resources.gpu: unknown field; did you mean 'gpus'?"),
-        ({"name": "x", "zzz": 1}, "field zzz: unknown field; allowed: backend, compare, concurrency, dataset"),
+        ({"name": "x", "zzz": 1}, "field zzz: unknown field; allowed: backend, compare, concurrency, confirm, dataset"),
     ],
 )
 def test_a_misspelt_field_suggests_the_right_name(data: dict, message: str) -> None:

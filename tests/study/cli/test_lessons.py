@@ -183,6 +183,8 @@ def test_study_confirm_reruns_the_top_trials_as_nested_runs_and_ranks_them(
     (workdir / "tune.yaml").write_text(yaml.safe_dump(spec))
     tuned = run(study_cli, "launch", "tune.yaml", "--address", ray_address, "--quiet", cwd=workdir)
     assert tuned.returncode == 0, tuned.stderr[-3000:]
+    before = run(study_cli, "best", "tiny-study", cwd=workdir)
+    assert "not confirmed on fresh seeds: `study confirm tiny-study`" in before.stdout
     out = run(study_cli, "confirm", "tiny-study", "--top", "3", "--seeds", "3", "--address", ray_address, "--quiet", cwd=workdir)
     assert out.returncode == 0, out.stderr[-3000:]
     name = "tiny-study.confirm-top3-seeds3"
@@ -213,8 +215,34 @@ def test_study_confirm_reruns_the_top_trials_as_nested_runs_and_ranks_them(
     assert client.get_run(study_parent.info.run_id).data.tags[f"{Tag.CONFIRMATION}.{name}"].startswith(v["outcome"])
     assert [e.name for e in client.search_experiments() if e.name.startswith("tiny")] == ["tiny-study"]
     assert len(study.load("tiny-study").runs()) == 5 and len(study.load(name).runs()) == 9
+    sel = study.load("tiny-study").selection()  # `study best` says how the winner was chosen, and its confirmation
+    assert sel["winner"] == top3[0].number and sel["value"] == top3[0].value and "minimize val_loss" in sel["rule"]
+    (c,) = sel["confirmations"]
+    assert (c["study"], c["seeds"], c["best"], c["outcome"]) == (name, 3, ranking[0]["name"], v["outcome"])
+    assert c["winner_stays_first"] == (ranking[0]["name"] == f"trial-{top3[0].number}")
+    after = run(study_cli, "best", "tiny-study", cwd=workdir)
+    assert f"winner: trial {top3[0].number}, ranked by minimize val_loss" in after.stdout
+    assert f"confirmation {name} (3 fresh seeds): " in after.stdout and "not confirmed" not in after.stdout
     rep = run(study_cli, "report", name, cwd=workdir)  # the ranking first, with each re-run trial's curves
     assert rep.returncode == 0, rep.stderr[-2000:]
     titles = re.findall(r"<h2>([^<]*)</h2>", (workdir / f"{name}-report.html").read_text())
     assert titles[:2] == ["Confirmation: the top trials on fresh seeds", "Curves of each arm"]
     assert (workdir / f"{name}-report_figures" / "arm_curves.png").exists()
+
+
+def test_a_spec_with_confirm_re_trains_the_winners_when_the_search_ends(
+    workdir: Path, study_cli: str, ray_address: str, tiny_spec: Any
+) -> None:
+    spec = {**tiny_spec(trials=4, storage=None), "confirm": {"top": 2, "seeds": 2}}
+    (workdir / "tune.yaml").write_text(yaml.safe_dump(spec))
+    out = run(study_cli, "launch", "tune.yaml", "--address", ray_address, "--quiet", cwd=workdir)
+    assert out.returncode == 0, out.stderr[-3000:]
+    name = "tiny-study.confirm-top2-seeds2"
+    v = study.load(name).verdict()
+    assert v["seeds"] == [0, 1] and [r["n"] for r in v["ranking"]] == [2, 2] and v["text"] in out.stdout
+    assert study.load("tiny-study").selection()["confirmations"][0]["study"] == name
+    best = run(study_cli, "best", "tiny-study", cwd=workdir)
+    assert f"confirmation {name} (2 fresh seeds): " in best.stdout
+    again = run(study_cli, "launch", "tune.yaml", "--address", ray_address, "--quiet", cwd=workdir)  # done: nothing re-run
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(optuna.load_study(study_name=name, storage=journal(workdir)).trials) == 4
