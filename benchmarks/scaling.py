@@ -23,11 +23,13 @@ nodes of at most 16 logical CPUs, the same sleep trials, and on the finished stu
   driver in its main thread (and Ray's driver-side core worker), read from /proc/self/status
   right after the study; ``driver_rss_start_mb`` is its VmRSS when the study started, and
   ``driver_rss_mb_by_finished`` its VmRSS sampled about every second (from the driver's
-  `Listener.on_tick`) against the number of finished trials, to show it does not grow with them;
+  `Listener.on_tick`) against the number of finished trials, with ``driver_rss_kb_per_trial``
+  the least-squares slope of those samples past the first tenth of the trials (growth per
+  finished trial: bounded memory has a slope near 0);
 - ``writer_peak_rss_mb``: VmHWM of the MLflow writer process (``python -m study.stores.writer``,
   this process's child) read from /proc/<pid>/status when the driver closes it, after its
-  last write (the largest over writers if one was replaced); ``writer_rss_mb_by_finished`` as
-  for the driver;
+  last write (the largest over writers if one was replaced); ``writer_rss_mb_by_finished`` and
+  ``writer_rss_kb_per_trial`` as for the driver;
 - ``mlflow_trial_runs``, ``mlflow_epoch_points``: counted by SQL on the MLflow store's tables
   (the SQLite file, or with an MLflow server its backend database: ``--mlflow-db`` or env
   ``HPSTUDY_MLFLOW_BACKEND_STORE_URI``): the parent run's children, and the (run, epoch) pairs
@@ -45,7 +47,8 @@ nodes of at most 16 logical CPUs, the same sleep trials, and on the finished stu
   from the same start, that process had imported hpstudy, prepared the stored spec, joined
   Ray, submitted its first trial (the journal replayed, MLflow reconciled, a trial asked) and
   seen it start: a new driver is a new Ray job, whose first trial waits for a new worker
-  process (a fresh interpreter importing Ray and the trial's code).
+  process (a fresh interpreter importing Ray and the trial's code); ``worker_spawned`` is when
+  the process that ran that trial started (from /proc; the simulated cluster is on this machine).
 
 The targets (issue 15: efficiency >= 0.95, status and best < 3 s, best_trials(10) < 5 s,
 resume dispatch < 10 s) are printed beside the figures, never asserted. With ``--json`` the
@@ -289,6 +292,17 @@ def spread(samples: list[tuple[int, float | None, float | None]], col: int, poin
     return [[samples[i][0], samples[i][col]] for i in picks]
 
 
+def slope_kb(samples: list[tuple[int, float | None, float | None]], col: int, trials: int) -> float | None:
+    """Least-squares slope of the sampled RSS (column `col`) against finished trials, in kB per
+    trial, over the samples after the first tenth of the trials (start-up: imports, caches)."""
+    pts: list[tuple[float, float]] = [(f, r) for f, *cols in samples if f >= trials / 10 and (r := cols[col - 1]) is not None]
+    if len(pts) < 3 or len({f for f, _ in pts}) < 2:
+        return None
+    mf, mr = statistics.fmean(f for f, _ in pts), statistics.fmean(r for _, r in pts)
+    cov = sum((f - mf) * (r - mr) for f, r in pts)
+    return round(1024 * cov / sum((f - mf) ** 2 for f, _ in pts), 2)
+
+
 def mlflow_counts(db_url: str, parent_run_id: str, epochs: int) -> dict[str, int]:
     """Trial runs under the parent run, (run, epoch) pairs with every metric of the epoch's
     record, and RUNNING runs in the parent's experiment: SQL on the MLflow store's tables."""
@@ -370,6 +384,18 @@ def query_timings(name: str, trials: int, slots: int, address: str, env: dict[st
     return out
 
 
+def process_start(pid: Any) -> float | None:
+    """When process `pid` of this machine started (wall-clock seconds), from /proc; None if unknown."""
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+    except (OSError, TypeError, ValueError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
 def resume_probe(args: argparse.Namespace) -> None:
     """``--resume-probe NAME`` (a fresh process started by `query_timings`): resume the study
     with ``--trials`` as its target on the cluster at ``--address``, stop at the first trial
@@ -412,6 +438,7 @@ def resume_probe(args: argparse.Namespace) -> None:
             if marks["first_start"] is None:
                 marks["first_start"] = time.time()
                 os.kill(os.getpid(), signal.SIGINT)  # the driver's Ctrl-C: stop, trials recorded as interrupted
+                marks["worker_spawned"] = process_start(info.get("pid"))
 
     drive(prep, resume=True, executor=executor, listener=FirstStart(), say=lambda m: print(m, file=sys.stderr))
     print(json.dumps(marks), flush=True)
@@ -476,6 +503,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             out.update(held_s=round(LAST["held"], 4), busy=round(LAST["busy"], 4), completed=LAST["completed"])
             out["driver_rss_mb_by_finished"] = spread(meter.samples, 1)
             out["writer_rss_mb_by_finished"] = spread(meter.samples, 2)
+            out["driver_rss_kb_per_trial"] = slope_kb(meter.samples, 1, args.trials)
+            out["writer_rss_kb_per_trial"] = slope_kb(meter.samples, 2, args.trials)
             study = LAST["study"]
             out["optuna_running"] = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
             parent = study.user_attrs.get(StudyAttr.PARENT_RUN)
@@ -528,11 +557,11 @@ def report(out: dict[str, Any]) -> None:
     )
     say(
         f"driver peak RSS {out['driver_peak_rss_mb']} MB (VmHWM of this process; {out['driver_rss_start_mb']} MB at the start), "
-        f"by finished trials: {out['driver_rss_mb_by_finished']}"
+        f"by finished trials: {out['driver_rss_mb_by_finished']}; slope {out['driver_rss_kb_per_trial']} kB per trial"
     )
     say(
         f"MLflow writer peak RSS {out['writer_peak_rss_mb']} MB (VmHWM, {out['writer_processes']} process(es)), "
-        f"by finished trials: {out['writer_rss_mb_by_finished']}"
+        f"by finished trials: {out['writer_rss_mb_by_finished']}; slope {out['writer_rss_kb_per_trial']} kB per trial"
     )
     say(
         f"MLflow: {out['mlflow_trial_runs']} trial runs (expected {out['trials']}), {out['mlflow_epoch_points']} complete epoch "

@@ -60,5 +60,5 @@ def test_figures_make_sense(figures: dict) -> None:
         assert isinstance(figures[key], float) and math.isfinite(figures[key]) and figures[key] > 0, key
     phases = figures["resume_phases_s"]
     order = ["imported", "prepared", "ray_joined", "first_submit", "first_start"]
-    assert list(phases) == order and [phases[k] for k in order] == sorted(phases.values())
+    assert [phases[k] for k in order] == sorted(phases[k] for k in order)
     assert phases["first_start"] == pytest.approx(figures["resume_first_dispatch_s"], abs=1e-2)
