@@ -48,7 +48,9 @@ nodes of at most 16 logical CPUs, the same sleep trials, and on the finished stu
   Ray, submitted its first trial (the journal replayed, MLflow reconciled, a trial asked) and
   seen it start: a new driver is a new Ray job, whose first trial waits for a new worker
   process (a fresh interpreter importing Ray and the trial's code); ``worker_spawned`` is when
-  the process that ran that trial started (from /proc; the simulated cluster is on this machine).
+  the process that ran that trial started (from /proc; the simulated cluster is on this
+  machine) and ``resume_worker_cpu_s`` the CPU seconds it had used by then (far below the
+  wall time between: the worker waited for a CPU, on a loaded machine).
 
 The targets (issue 15: efficiency >= 0.95, status and best < 3 s, best_trials(10) < 5 s,
 resume dispatch < 10 s) are printed beside the figures, never asserted. With ``--json`` the
@@ -373,7 +375,9 @@ def query_timings(name: str, trials: int, slots: int, address: str, env: dict[st
     seconds, tail = timed(probe, env, cwd)
     out["resume_first_dispatch_s"] = None
     if seconds is not None:
-        marks = json.loads(tail.strip().splitlines()[-1])
+        probe_out = json.loads(tail.strip().splitlines()[-1])
+        marks = probe_out["marks"]
+        out["resume_worker_cpu_s"] = probe_out["worker_cpu_s"]
         if marks.get("first_start") is not None:
             out["resume_first_dispatch_s"] = marks["first_start"] - t0
             out["resume_phases_s"] = {k: round(v - t0, 3) for k, v in marks.items() if v is not None}
@@ -384,16 +388,18 @@ def query_timings(name: str, trials: int, slots: int, address: str, env: dict[st
     return out
 
 
-def process_start(pid: Any) -> float | None:
-    """When process `pid` of this machine started (wall-clock seconds), from /proc; None if unknown."""
+def process_times(pid: Any) -> tuple[float, float] | None:
+    """When process `pid` of this machine started (wall-clock seconds) and the CPU seconds it
+    has used (user + system), from /proc; None if unknown."""
     try:
         with open(f"/proc/{int(pid)}/stat") as f:
-            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+            fields = f.read().rsplit(")", 1)[1].split()
         with open("/proc/stat") as f:
             boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
     except (OSError, TypeError, ValueError, StopIteration):
         return None
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return boot + int(fields[19]) / tick, (int(fields[11]) + int(fields[12])) / tick
 
 
 def resume_probe(args: argparse.Namespace) -> None:
@@ -407,6 +413,7 @@ def resume_probe(args: argparse.Namespace) -> None:
         "first_submit": None,
         "first_start": None,
     }
+    cpu: dict[str, float] = {}  # CPU seconds the worker that ran the first trial had used when it started
     from study.run.driver import Listener
     from study.run.launch import run_study as drive
     from study.run.launch import spec_from_storage
@@ -438,10 +445,12 @@ def resume_probe(args: argparse.Namespace) -> None:
             if marks["first_start"] is None:
                 marks["first_start"] = time.time()
                 os.kill(os.getpid(), signal.SIGINT)  # the driver's Ctrl-C: stop, trials recorded as interrupted
-                marks["worker_spawned"] = process_start(info.get("pid"))
+                times = process_times(info.get("pid"))
+                if times is not None:
+                    marks["worker_spawned"], cpu["worker"] = times
 
     drive(prep, resume=True, executor=executor, listener=FirstStart(), say=lambda m: print(m, file=sys.stderr))
-    print(json.dumps(marks), flush=True)
+    print(json.dumps({"marks": marks, "worker_cpu_s": cpu.get("worker")}), flush=True)
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -571,7 +580,8 @@ def report(out: dict[str, Any]) -> None:
     say(
         f"study status {fig(out.get('status_s'))} {vs('status_s')}; study best -k 10 {fig(out.get('best_s'))} {vs('best_s')}; "
         f"study.load(...).best_trials(10) {fig(out.get('best_trials_s'))} {vs('best_trials_s')}; resume: first trial started "
-        f"after {fig(out.get('resume_first_dispatch_s'))} {vs('resume_first_dispatch_s')} {out.get('resume_phases_s', '')}"
+        f"after {fig(out.get('resume_first_dispatch_s'))} {vs('resume_first_dispatch_s')}; its phases {out.get('resume_phases_s', '')}, "
+        f"the worker's CPU seconds by then {out.get('resume_worker_cpu_s')}"
     )
     for key, tail in out.get("errors", {}).items():
         say(f"{key} failed:\n{tail}")

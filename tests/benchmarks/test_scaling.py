@@ -62,3 +62,5 @@ def test_figures_make_sense(figures: dict) -> None:
     order = ["imported", "prepared", "ray_joined", "first_submit", "first_start"]
     assert [phases[k] for k in order] == sorted(phases[k] for k in order)
     assert phases["first_start"] == pytest.approx(figures["resume_first_dispatch_s"], abs=1e-2)
+    # the worker that ran the resumed trial is a process of this machine, started by the resumed driver's Ray job
+    assert 0 < phases["worker_spawned"] <= phases["first_start"] and figures["resume_worker_cpu_s"] > 0
