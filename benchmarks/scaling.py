@@ -19,6 +19,10 @@ With ``--slots S`` (issue 15), one study instead, measured for scale: a cluster 
 nodes of at most 16 logical CPUs, the same sleep trials, and on the finished study:
 
 - efficiency = ideal (trials x trial length / slots) / wall time of the study (`run_study`);
+  ``held_s``: a trial's mean time from Optuna's ask to its tell, ``queued_s`` of which it
+  waited in Ray's queue (the driver submits a few trials more than the slots, so that a slot
+  starts its next trial at once) and ``ran_s`` from its start on a worker to the tell;
+  ``busy`` is held time / slot time as in the default mode (above 1 with trials queued);
 - ``driver_peak_rss_mb``: VmHWM (peak resident set) of this benchmark process, which runs the
   driver in its main thread (and Ray's driver-side core worker), read from /proc/self/status
   right after the study; ``driver_rss_start_mb`` is its VmRSS when the study started, and
@@ -137,6 +141,7 @@ def run_study(
 ) -> float:
     """The wall time of one study of `trials` sleep trials at `slots` in flight (`LAST` gets
     the mean slot hold, the busy fraction and the study). `strict`: every trial must complete."""
+    from study.record import TrialAttr
     from study.run.launch import run_study as drive
     from study.run.prepare import Prepared, prepare
     from study.run.ray_executor import RayExecutor
@@ -175,6 +180,13 @@ def run_study(
         if t.datetime_complete is not None and t.datetime_start is not None
     ]
     LAST["held"] = statistics.mean(held) if held else math.nan
+    started = [  # (ask, the worker's start, tell): with trials queued in Ray, ask to tell includes the wait
+        (t.datetime_start.timestamp(), float(t.user_attrs[TrialAttr.PLACEMENT]["started_at"]), t.datetime_complete.timestamp())
+        for t in complete
+        if t.datetime_complete is not None and t.datetime_start is not None and TrialAttr.PLACEMENT in t.user_attrs
+    ]
+    LAST["queued"] = statistics.mean(s - a for a, s, _ in started) if started else math.nan
+    LAST["ran"] = statistics.mean(e - s for _, s, e in started) if started else math.nan
     LAST["busy"] = sum(held) / (slots * dt)
     LAST["completed"] = len(complete)
     LAST["study"] = result.study
@@ -510,6 +522,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             out["writer_processes"] = len(peaks)
             out.update(ideal_s=round(ideal, 3), wall_s=round(wall, 3), efficiency=round(ideal / wall, 4))
             out.update(held_s=round(LAST["held"], 4), busy=round(LAST["busy"], 4), completed=LAST["completed"])
+            out.update(queued_s=round(LAST["queued"], 4), ran_s=round(LAST["ran"], 4))
             out["driver_rss_mb_by_finished"] = spread(meter.samples, 1)
             out["writer_rss_mb_by_finished"] = spread(meter.samples, 2)
             out["driver_rss_kb_per_trial"] = slope_kb(meter.samples, 1, args.trials)
@@ -561,8 +574,9 @@ def report(out: dict[str, Any]) -> None:
     say(
         f"\n{out['trials']} trials of {trial_s:g} s on {out['slots']} slots (nodes {out['nodes']}, {out['cores']} real cores; "
         f"load average {out['load_avg_start'][0]:.1f} at the start): ideal {out['ideal_s']:.1f} s, wall {out['wall_s']:.1f} s, "
-        f"efficiency {out['efficiency']:.3f} {vs('efficiency', below=False)}; a trial held its slot {out['held_s']:.3f} s "
-        f"on average, slots busy {out['busy']:.1%}; {out['completed']} completed"
+        f"efficiency {out['efficiency']:.3f} {vs('efficiency', below=False)}; {out['completed']} completed; on average a trial "
+        f"took {out['held_s']:.3f} s from Optuna's ask to its tell ({out['queued_s']:.3f} s queued in Ray until its worker "
+        f"started it, {out['ran_s']:.3f} s from then to the tell)"
     )
     say(
         f"driver peak RSS {out['driver_peak_rss_mb']} MB (VmHWM of this process; {out['driver_rss_start_mb']} MB at the start), "

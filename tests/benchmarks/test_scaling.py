@@ -54,6 +54,9 @@ def test_figures_make_sense(figures: dict) -> None:
     # no study beats perfect packing of trials that sleep their whole length
     assert figures["wall_s"] >= figures["ideal_s"]
     assert figures["efficiency"] == pytest.approx(figures["ideal_s"] / figures["wall_s"], rel=1e-3)
+    # ask to tell = queued in Ray + started to told; a trial runs at least its sleeps
+    assert figures["held_s"] == pytest.approx(figures["queued_s"] + figures["ran_s"], abs=1e-3)
+    assert figures["ran_s"] >= EPOCHS * EPOCH_SECONDS and figures["queued_s"] >= 0
     assert figures["driver_peak_rss_mb"] >= figures["driver_rss_start_mb"] > 0
     assert figures["writer_peak_rss_mb"] > 0 and figures["writer_processes"] == 1
     for key in ("status_s", "best_s", "best_trials_s", "resume_first_dispatch_s"):
