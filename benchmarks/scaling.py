@@ -54,7 +54,7 @@ nodes of at most 16 logical CPUs, the same sleep trials, and on the finished stu
   process (a fresh interpreter importing Ray and the trial's code); ``worker_spawned`` is when
   the process that ran that trial started (from /proc; the simulated cluster is on this
   machine) and ``resume_worker_cpu_s`` the CPU seconds it had used by then (far below the
-  wall time between: the worker waited for a CPU, on a loaded machine).
+  wall time between, the worker was waiting: for a CPU, on a loaded machine).
 
 The targets (issue 15: efficiency >= 0.95, status and best < 3 s, best_trials(10) < 5 s,
 resume dispatch < 10 s) are printed beside the figures, never asserted. With ``--json`` the
