@@ -352,7 +352,7 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) 
     except subprocess.TimeoutExpired:
         return None, f"timed out after {timeout:g} s"
     dt = time.perf_counter() - t0
-    tail = (proc.stdout + proc.stderr)[-2000:]
+    tail = (proc.stderr + proc.stdout)[-4000:]  # stdout last: its last line is a probe's JSON
     return (dt if proc.returncode == 0 else None), tail
 
 
@@ -387,7 +387,7 @@ def query_timings(name: str, trials: int, slots: int, address: str, env: dict[st
     seconds, tail = timed(probe, env, cwd)
     out["resume_first_dispatch_s"] = None
     if seconds is not None:
-        probe_out = json.loads(tail.strip().splitlines()[-1])
+        probe_out = next(json.loads(x) for x in reversed(tail.strip().splitlines()) if x.startswith("{"))
         marks = probe_out["marks"]
         out["resume_worker_cpu_s"] = probe_out["worker_cpu_s"]
         if marks.get("first_start") is not None:
@@ -542,6 +542,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if args.tracking_uri is None:
                 out["mlflow_db_mb"] = round(sum(f.stat().st_size for f in work.glob("mlflow.db*")) / 2**20, 1)
             del LAST["study"], study
+            print(f"the study's figures before the queries: {json.dumps(out, default=str)}", file=sys.stderr, flush=True)
             env = {**os.environ, "HPSTUDY_STORAGE": storage, "MLFLOW_TRACKING_URI": tracking}
             env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
             out.update(query_timings(name, args.trials, args.slots, cluster.address, env, work))
