@@ -228,6 +228,7 @@ class TorchBackend:
         return float(loss.detach()), [g.detach().cpu().numpy() for g in grads]
 
     # -- the backend interface -------------------------------------------------------------
+    @torch.enable_grad()  # grad mode is per thread: a cancelled trial can leave it off in a reused worker
     def fit_epoch(self, order: np.ndarray, lr: float) -> tuple[float, bool, list[float]]:
         """One pass over the training rows in `order`, in mini-batches (see NumpyBackend).
 

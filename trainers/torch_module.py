@@ -154,6 +154,7 @@ class ModuleBackend:
         return out
 
     # -- the backend interface -----------------------------------------------------------------
+    @torch.enable_grad()  # grad mode is per thread: a cancelled trial can leave it off in a reused worker
     def fit_epoch(self, order: np.ndarray, lr: float) -> tuple[float, bool, list[float]]:
         """One pass over the training rows in `order` in mini-batches, in train mode.
 

@@ -148,6 +148,9 @@ def trial_events(
     if code is not None:
         info.update(locate(code))
     yield Started(number, info)
+    torch = sys.modules.get("torch")
+    if torch is not None:  # grad mode is per thread, and this worker's last trial may have been cancelled with it off
+        torch.set_grad_enabled(True)
     try:
         gen = _run(config, data, backend, device, threads, code, params)
         while True:

@@ -139,3 +139,19 @@ def test_gpu_check_exits_cleanly_without_a_visible_gpu() -> None:
     proc = subprocess.run([sys.executable, script], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "no CUDA GPU visible; nothing to check"
+
+
+@pytest.mark.torch
+def test_a_thread_left_with_grad_mode_off_still_trains_the_same() -> None:
+    """Grad mode is per thread and a Ray worker runs trial after trial on one thread: a trial
+    cancelled (pruned) inside evaluation could leave it off, and every later trial on that
+    worker failed with 'element 0 of tensors does not require grad'."""
+    cfg = TrainConfig(depth=2, width=16, epochs=3, seed=4)
+    reference = train(cfg, DATA, backend="torch")
+    torch.set_grad_enabled(False)
+    try:
+        left_off = train(cfg, DATA, backend="torch")
+    finally:
+        torch.set_grad_enabled(True)
+    strip = [h.metrics() | {"seconds": 0} for h in reference.history]
+    assert [h.metrics() | {"seconds": 0} for h in left_off.history] == strip

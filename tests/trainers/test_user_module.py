@@ -224,3 +224,16 @@ def test_restore_best_and_init_params_use_the_state_dict() -> None:
     again = ModuleBackend(cfg.replace(seed=5), DATA, build_net, init_params=init)
     for k, v in again.module.state_dict().items():
         assert torch.equal(v, init[k])
+
+
+def test_a_user_module_trains_the_same_on_a_thread_left_with_grad_mode_off() -> None:
+    """As for the torch MLP: a cancelled trial can leave a reused worker's grad mode off."""
+    cfg = TrainConfig(epochs=2, seed=3, optimizer="adam", lr=1e-2)
+    reference = train(cfg, DATA, backend="torch", model=build_net)
+    torch.set_grad_enabled(False)
+    try:
+        left_off = train(cfg, DATA, backend="torch", model=build_net)
+    finally:
+        torch.set_grad_enabled(True)
+    strip = [h.metrics() | {"seconds": 0} for h in reference.history]
+    assert [h.metrics() | {"seconds": 0} for h in left_off.history] == strip
