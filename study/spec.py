@@ -443,17 +443,17 @@ class StudySpec(_Model):
             raise ValueError("give either `objective` or `objectives` (several), not both")
         if self.sampler.name == "cmaes" and self.is_multi_objective:
             raise ValueError("the cmaes sampler handles one objective; use nsga2, tpe or random for several")
-        if self.confirm is not None and (self.compare is not None or self.code is not None or self.is_multi_objective):
-            what = (
-                "a comparison"
-                if self.compare is not None
-                else "a multi-objective study"
-                if self.is_multi_objective
-                else (f"a study of your own {self.code[0] if self.code else ''}")
-            )
-            raise ValueError(
-                f"confirm: re-trains the top trials of a single-objective search of the built-in MLP, not {what}; remove it"
-            )
+        if self.confirm is not None:
+            refused = {
+                "a comparison": self.compare is not None,
+                "a multi-objective study": self.is_multi_objective,
+                f"a study of your own {self.code[0] if self.code else 'code'}": self.code is not None,
+            }
+            what = next((w for w, yes in refused.items() if yes), None)
+            if what is not None:
+                raise ValueError(
+                    f"confirm: re-trains the top trials of a single-objective search of the built-in MLP, not {what}; remove it"
+                )
         if self.compare is not None:
             if self.code is not None:  # its arms are TrainConfigs: a model's or trainer's own values would be lost
                 raise ValueError(

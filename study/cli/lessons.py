@@ -171,25 +171,32 @@ def _interrupted(name: str) -> int:
 
 
 def confirm_command(args: argparse.Namespace) -> int:
+    result = run_confirmation(
+        args.name, quiet=args.quiet, address=args.address, top=args.top, seeds=args.seeds, storage=args.storage,
+        tracking_uri=args.tracking_uri, confirm_name=args.confirm_name, concurrency=args.concurrency, say=_say,
+    )  # fmt: skip
+    if not result.finished:
+        return _interrupted(result.study.study_name)
+    if result.verdict is not None:
+        print(f"  MLflow: nested under the parent run of {args.name} (tags verdict, effect, ci_low, ci_high; verdict.json)")
+        print(f"  report: study report {result.study.study_name}")
+    return 0
+
+
+def run_confirmation(name: str, *, quiet: bool, address: str | None, **kwargs: Any) -> Any:
+    """`study.run.confirm.confirm` of tuning study `name` (`kwargs`: its options) on the Ray at
+    `address`, with the live display (one line per run when `quiet`), its ranking printed when
+    it concludes; the `RunResult`. `study confirm` and a spec's ``confirm:`` run through it."""
     from study.query.verdict_report import conclude, render
     from study.run import launch as launching
     from study.run.confirm import confirm
 
-    listener = QuietProgress() if args.quiet else None
-    kwargs = dict(
-        top=args.top, seeds=args.seeds, storage=args.storage, tracking_uri=args.tracking_uri, confirm_name=args.confirm_name,
-        concurrency=args.concurrency, executor=launching.ray_executor(args.address), conclude=conclude, say=_say,
-    )  # fmt: skip
-    if listener is None:
-        with LiveProgress() as live:
-            result = confirm(args.name, listener=live, **kwargs)  # type: ignore[arg-type]
+    kwargs.update(executor=launching.ray_executor(address), conclude=conclude)
+    if quiet:
+        result = confirm(name, listener=QuietProgress(), **kwargs)
     else:
-        result = confirm(args.name, listener=listener, **kwargs)  # type: ignore[arg-type]
-    if not result.finished:
-        return _interrupted(result.study.study_name)
-    name = result.study.study_name
-    if result.verdict is not None:
-        print(f"\n{name}: {render(result.verdict)}")
-        print(f"  MLflow: nested under the parent run of {args.name} (tags verdict, effect, ci_low, ci_high; verdict.json)")
-        print(f"  report: study report {name}")
-    return 0
+        with LiveProgress() as live:
+            result = confirm(name, listener=live, **kwargs)
+    if result.verdict is not None:  # only a finished confirmation concludes
+        print(f"\n{result.study.study_name}: {render(result.verdict)}")
+    return result

@@ -134,26 +134,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def confirm_winners(prep: Any, args: argparse.Namespace, say: Callable[[str], None]) -> Any:
-    """The spec's ``confirm:``: re-train the search's top trials on fresh seeds, rank them,
-    and print the ranking (`study.run.confirm`, as `study confirm` does)."""
-    from study.query.verdict_report import conclude, render
-    from study.run import launch as launching
-    from study.run.confirm import confirm
+    """The spec's ``confirm:``: re-train the search's top trials on fresh seeds and print their
+    ranking, as `study confirm` does."""
+    from study.cli.lessons import run_confirmation
 
     spec = prep.spec
     assert spec.confirm is not None
-    kwargs: dict[str, Any] = dict(
-        top=spec.confirm.top, seeds=spec.confirm.seeds, storage=prep.storage_url, tracking_uri=unmasked_tracking(spec.tracking_uri),
-        concurrency=spec.concurrency, executor=launching.ray_executor(args.address), conclude=conclude, say=say,
+    return run_confirmation(
+        spec.name, quiet=args.quiet, address=args.address, top=spec.confirm.top, seeds=spec.confirm.seeds,
+        storage=prep.storage_url, tracking_uri=unmasked_tracking(spec.tracking_uri), concurrency=spec.concurrency, say=say,
     )  # fmt: skip
-    if args.quiet:
-        result = confirm(spec.name, listener=QuietProgress(), **kwargs)
-    else:
-        with LiveProgress() as live:
-            result = confirm(spec.name, listener=live, **kwargs)
-    if result.verdict is not None:
-        print(f"\n{result.study.study_name}: {render(result.verdict)}")
-    return result
 
 
 def no_success(result: Any, spec: StudySpec) -> str:

@@ -31,7 +31,7 @@ import pandas as pd
 
 from study.record import TEST_METRICS, StudyAttr, TrialAttr, TrialRecord
 from study.spec import SpecError
-from study.stores.optuna_storage import load_stored
+from study.stores.optuna_storage import load_sibling, load_stored
 from study.stores.runs import RunReader, TrialRun
 from study.stores.uris import STORAGE_ENV, TRACKING_ENV, StorageError, TrackingError, check_tracking, from_env, unmasked_tracking
 from trainers import field_names
@@ -83,9 +83,14 @@ def _searched_in(trials: list[optuna.trial.FrozenTrial]) -> list[str]:
             for f, values in seen.items():
                 if len(values) < 2:
                     values.add(repr(config.get(f)))
-    if recorded:  # the user's own names (a model's or trainer's) after the fields, as `trials` gives them
-        return [f for f in FIELDS if f in recorded] + sorted(recorded - set(FIELDS))
+    if recorded:
+        return _field_order(recorded)
     return [f for f, values in seen.items() if len(values) > 1]
+
+
+def _field_order(names: set[str]) -> list[str]:
+    """`names` in `TrainConfig` order, the user's own (a model's or trainer's) after them."""
+    return [f for f in FIELDS if f in names] + sorted(names - set(FIELDS))
 
 
 class StudyHandle:
@@ -157,8 +162,8 @@ class StudyHandle:
         fields that differ between trials (the per-trial seed aside)."""
         column = df["searched"] if "searched" in df else pd.Series(dtype=object)
         recorded = {f for fs in column.dropna() for f in fs}
-        if column.notna().any():  # the user's own names (a model's or trainer's) after the fields
-            return [f for f in FIELDS if f in recorded] + sorted(recorded - set(FIELDS))
+        if column.notna().any():
+            return _field_order(recorded)
         return [f for f in FIELDS if f != "seed" and f in df and df[f].dropna().astype(str).nunique() > 1]
 
     def _value_columns(self) -> list[str]:
@@ -432,10 +437,13 @@ class StudyHandle:
         if done and len(self.objectives) == 1:
             sign = -1.0 if direction == "maximize" else 1.0
             top = min(done, key=lambda t: (sign * t.values[0], t.number))
+        from study.query.verdict_report import judge
+
         confirmations = []
         for name in self.optuna.user_attrs.get(StudyAttr.CONFIRMATIONS) or []:
-            try:
-                v = StudyHandle(name, self.storage_url, self.tracking_uri).verdict()
+            try:  # its verdict from its Optuna record, read through the storage already open
+                other, spec = load_sibling(self.optuna, name, self.storage_url)
+                v = judge([TrialRecord.of(t) for t in other.get_trials(deepcopy=False)], spec)
             except (SpecError, ValueError) as e:  # deleted, or not finished: no ranking yet
                 confirmations.append({"study": name, "error": str(e)})
                 continue

@@ -58,6 +58,14 @@ def confirmation_spec(
     """The spec (a plain mapping) of the confirmation of tuning study `name`: its `top` best
     completed trials as the arms, `seeds` fresh seeds each. SpecError if the study is no
     single-objective tuning study with at least two completed trials."""
+    return _confirmation(name, storage, top=top, seeds=seeds, confirm_name=confirm_name)[0]
+
+
+def _confirmation(
+    name: str, storage: str | None, *, top: int, seeds: int, confirm_name: str | None
+) -> tuple[dict[str, Any], optuna.Study]:
+    """`confirmation_spec` and the tuning study it was read from (open, to record the
+    confirmation on it without reading the storage again)."""
     if top < 2:
         raise SpecError(f"--top must be at least 2 (the winner and a runner-up), got {top}")
     if seeds < 2:
@@ -103,13 +111,12 @@ def confirmation_spec(
             "confirms": {"study": name, "goal": objective.resolved_direction},
         },
     )
-    return data
+    return data, study
 
 
-def remember(name: str, confirmation: str, storage: str) -> None:
-    """Record on tuning study `name` that study `confirmation` confirms it (study user attr
+def remember(study: optuna.Study, confirmation: str) -> None:
+    """Record on tuning study `study` that study `confirmation` confirms it (study user attr
     `StudyAttr.CONFIRMATIONS`): `study best` finds it without listing the storage's studies."""
-    study = optuna.load_study(study_name=name, storage=optuna_storage.open_storage(storage))
     known = study.user_attrs.get(StudyAttr.CONFIRMATIONS) or []
     if confirmation not in known:
         study.set_user_attr(StudyAttr.CONFIRMATIONS, [*known, confirmation])
@@ -134,13 +141,13 @@ def confirm(
     module); resumable (a second call with the same arguments finishes what is left, or only
     concludes). ``conclude=study.query.verdict_report.conclude`` ranks them and records the
     ranking on the confirmation's MLflow parent run (`RunResult.verdict`)."""
-    data = confirmation_spec(name, storage, top=top, seeds=seeds, confirm_name=confirm_name)
+    data, tuned = _confirmation(name, storage, top=top, seeds=seeds, confirm_name=confirm_name)
     if tracking_uri is not None:
         data["tracking_uri"] = tracking_uri
     spec = parse_spec(data, source=f"confirmation of {name!r}")
     spec = with_env_defaults(spec, spec.storage, tracking_uri).with_overrides(concurrency=concurrency)
     prep = prepare(spec)
-    remember(name, spec.name, prep.storage_url)
+    remember(tuned, spec.name)
     say(
         f"confirming the top {len(spec.compare.arms()) if spec.compare else 0} trials of {name} over {seeds} seeds "
         f"as study {spec.name} ({spec.trials} runs; MLflow {mask(spec.tracking_uri)})"

@@ -88,6 +88,18 @@ def load_stored(name: str, storage: str | None) -> tuple[optuna.Study, StudySpec
     return study, spec, url
 
 
+def load_sibling(study: optuna.Study, name: str, url: str) -> tuple[optuna.Study, StudySpec]:
+    """Study `name` in the storage `study` was loaded from (at `url`), through the storage
+    already open (a journal file is not read again), with its spec; SpecError if there is
+    none. Internals (Optuna 5): `Study._storage`."""
+    opened = study._storage
+    names = study_names(url, opened)
+    if name not in names:
+        raise no_such_study(name, url, names)
+    other = optuna.load_study(study_name=name, storage=opened)
+    return other, spec_from_record(name, stored_spec(other.user_attrs), url, mask(url))
+
+
 def spec_record(spec: StudySpec) -> dict[str, Any]:
     """The spec as stored with the study: no storage URL (the storage is where it is kept,
     and its URL may carry a password) and the tracking URI with its password masked."""
