@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -38,7 +39,7 @@ from typing import Any, Protocol
 import yaml
 
 from study.record import MAX_TEXT, VERDICT_FILE, Tag, TrialRecord, mlflow_status
-from study.stores.mlflow_sql import fast_client
+from study.stores.mlflow_sql import Metric, Param, RunTag, SqlClient, open_client
 from study.stores.uris import artifact_root
 
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
@@ -174,9 +175,8 @@ _TRANSIENT_CODES = ("TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_
 def transient(e: BaseException) -> bool:
     """Whether a failed MLflow call may succeed if tried again (a locked or unreachable store),
     as opposed to a request the store rejects."""
-    from mlflow.exceptions import MlflowException
-
-    if isinstance(e, MlflowException):
+    errors = sys.modules.get("mlflow.exceptions")  # none raised where MLflow was never imported
+    if errors is not None and isinstance(e, errors.MlflowException):
         return e.error_code in _TRANSIENT_CODES
     return isinstance(e, (OSError, TimeoutError)) or type(e).__name__ == "OperationalError"
 
@@ -317,12 +317,12 @@ class MlflowTracker:
         on_retry: Callable[[str], None] | None = None,
         probe: Callable[[], bool] | None = None,
     ) -> None:
-        from mlflow.tracking import MlflowClient
-
         quiet_mlflow(on_retry)
         self.uri = uri
-        # trial runs written by SQL on a database store (study.stores.mlflow_sql), every call retried
-        self.client: Any = RetryingClient(fast_client(MlflowClient(tracking_uri=uri)), retry_seconds, on_retry, probe)
+        # a database store written by SQL (study.stores.mlflow_sql), every call retried
+        opened = open_client(uri)
+        self.sql: SqlClient | None = opened if isinstance(opened, SqlClient) else None
+        self.client: Any = RetryingClient(opened, retry_seconds, on_retry, probe)
         self.flush_seconds = flush_seconds
         self.experiment_id = ""
         self.parent_id = ""
@@ -354,7 +354,7 @@ class MlflowTracker:
         self.name, self.under = name, under
         exp = self.client.get_experiment_by_name(name) if under is None else None
         if under is not None:
-            self.experiment_id = self.client.get_run(under).info.experiment_id
+            self.experiment_id = self._run_of(under).experiment_id
         elif exp is None:
             root = artifact_root(self.uri)
             self.experiment_id = self.client.create_experiment(
@@ -367,10 +367,12 @@ class MlflowTracker:
                 self.client.restore_experiment(exp.experiment_id)
             self.experiment_id = exp.experiment_id
         if not parent_run_id and uid:
-            found = self.client.search_runs(
-                [self.experiment_id], filter_string=f"tags.`{Tag.STUDY_UID}` = '{uid}'", max_results=1
-            )
-            parent_run_id = found[0].info.run_id if found else None
+            if self.sql is not None:
+                found = self.client.run_ids_with_tag(self.experiment_id, Tag.STUDY_UID, uid)
+            else:
+                where = f"tags.`{Tag.STUDY_UID}` = '{uid}'"
+                found = [r.info.run_id for r in self.client.search_runs([self.experiment_id], filter_string=where, max_results=1)]
+            parent_run_id = found[0] if found else None
         if parent_run_id:
             self.parent_id = parent_run_id
             if live:
@@ -414,7 +416,7 @@ class MlflowTracker:
         return 0
 
     def close_parent(self, status: str, summary: dict[str, float], step: int, end_time: float | None = None) -> bool:
-        if self.client.get_run(self.parent_id).info.status != "RUNNING":
+        if self._run_of(self.parent_id).status != "RUNNING":
             return False
         self.end_study(status, summary, step, end_time)
         return True
@@ -479,26 +481,27 @@ class MlflowTracker:
         """Close the store's database connections (SQLite in WAL mode then checkpoints and
         removes its -wal/-shm files). MLflow keeps its store on the private
         `MlflowClient._tracking_client` (MLflow 3); nothing to close if that moves."""
+        if self.sql is not None:
+            self.sql.close()
+            return
         store = getattr(getattr(self.client, "_tracking_client", None), "store", None)
         engine = getattr(store, "engine", None)
         if engine is not None:
             engine.dispose()
 
+    def _run_of(self, run_id: str) -> Any:
+        """A run's experiment id and status (``.experiment_id``, ``.status``)."""
+        return self.client.run(run_id) if self.sql is not None else self.client.get_run(run_id).info
+
     # -- batching -----------------------------------------------------------------------
     def _queue_metrics(self, run_id: str, metrics: dict[str, float], step: int, ts: int | None = None) -> None:
-        from mlflow.entities import Metric
-
         ts = int(time.time() * 1000) if ts is None else ts
         self._metrics[run_id].extend(Metric(k, float(v), ts, step) for k, v in metrics.items() if v is not None)
 
     def _queue_params(self, run_id: str, params: dict[str, str]) -> None:
-        from mlflow.entities import Param
-
         self._params[run_id].extend(Param(k, v) for k, v in params.items())
 
     def _queue_tags(self, run_id: str, tags: dict[str, str]) -> None:
-        from mlflow.entities import RunTag
-
         self._tags[run_id].extend(RunTag(k, str(v)[:MAX_TEXT]) for k, v in tags.items())
 
     def discard(self) -> None:
@@ -526,6 +529,11 @@ class MlflowTracker:
             t, tags = tags[:_MAX_TAGS], tags[_MAX_TAGS:]
             room = _MAX_METRICS - len(p) - len(t)
             m, metrics = metrics[:room], metrics[room:]
+            if self.sql is None:  # MLflow's own client takes its own entities
+                from mlflow import entities
+
+                m = [entities.Metric(*x) for x in m]
+                p, t = [entities.Param(*x) for x in p], [entities.RunTag(*x) for x in t]
             self.client.log_batch(run_id, metrics=m, params=p, tags=t)
 
     # -- reconciliation -----------------------------------------------------------------
