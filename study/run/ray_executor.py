@@ -1,4 +1,10 @@
-"""Trials as Ray streaming tasks: one remote generator per trial, one object per epoch.
+"""Trials as Ray streaming tasks: one remote generator per trial, its events in lists.
+
+A trial's events go out as they come, except epochs that finish within `COALESCE_SECONDS` of
+the trial's last message: those wait for the next event and go with it (`_coalesced`). A
+trial of slow epochs so sends each epoch the moment it ends (the pruner sees it at once), and
+one of very fast epochs a few messages instead of one per epoch (each Ray object costs the
+worker and the driver CPU: benchmarks/orchestration_overhead.py).
 
 The dataset is `ray.put` once; every task gets the same reference, so the trials on a node
 read one shared-memory copy. `poll` is a `ray.wait` over the trials' `ObjectRefGenerator`s;
@@ -25,7 +31,7 @@ from ray.exceptions import RayError, RayTaskError, TaskCancelledError
 
 from study.run import reaper
 from study.run.code import WorkerCode
-from study.run.events import Died, Event, Failed, Started
+from study.run.events import Died, Epoch, Event, Failed, Started
 from study.run.executor import TrialFn
 from study.run.worker import trial_events
 from study.spec import SpecError
@@ -33,6 +39,8 @@ from trainers import Dataset, TrainConfig
 
 #: `poll` takes the events already there in at most this many rounds.
 _DRAIN_ROUNDS = 16
+#: Epochs that end within this many seconds of a trial's last message wait for its next event.
+COALESCE_SECONDS = 0.05
 
 
 def _thread_env(threads: int) -> dict[str, str]:
@@ -74,6 +82,22 @@ def _placed(events: Iterator[Event]) -> Iterator[Event]:
         yield event
 
 
+def _coalesced(events: Iterator[Event], window: float = COALESCE_SECONDS) -> Iterator[list[Event]]:
+    """A trial's events as lists, one Ray object each: an event goes out at once (with any
+    epochs held before it) unless it is an epoch ending within `window` seconds of the last
+    list sent; a held epoch goes with the next event, the trial's end at the latest."""
+    held: list[Event] = []
+    sent = time.monotonic()
+    for event in events:
+        held.append(event)
+        now = time.monotonic()
+        if not isinstance(event, Epoch) or now - sent >= window:
+            yield held
+            held, sent = [], now
+    if held:
+        yield held
+
+
 @ray.remote(max_retries=0)
 def _run_trial(
     number: int,
@@ -85,12 +109,12 @@ def _run_trial(
     code: WorkerCode | None = None,
     params: dict[str, Any] | None = None,
 ) -> Any:
-    yield from _placed(trial_events(number, config, data, backend, device, threads, code, params))
+    yield from _coalesced(_placed(trial_events(number, config, data, backend, device, threads, code, params)))
 
 
 @ray.remote(max_retries=0)
 def _run_fn(fn: TrialFn, number: int, config: TrainConfig, data: Dataset) -> Any:
-    yield from _placed(fn(number, config, data))
+    yield from _coalesced(_placed(fn(number, config, data)))
 
 
 class RayExecutor:
@@ -175,8 +199,8 @@ class RayExecutor:
             if not refs:
                 break
             try:
-                for number, event in zip(numbers, ray.get(refs), strict=True):
-                    got.setdefault(number, []).append(event)
+                for number, events in zip(numbers, ray.get(refs), strict=True):
+                    got.setdefault(number, []).extend(events)
             except RayError:
                 for number, ref in zip(numbers, refs, strict=True):
                     self._get(number, ref, got.setdefault(number, []))
@@ -187,7 +211,7 @@ class RayExecutor:
 
     def _get(self, number: int, ref: Any, events: list[Event]) -> None:
         try:
-            events.append(ray.get(ref))
+            events.extend(ray.get(ref))
         except TaskCancelledError:
             self._drop(number)
         except RayTaskError as e:  # the task body raised outside the trainer

@@ -1,12 +1,16 @@
 """The Optuna journal file, fast to append to and fast to open at ten thousand trials.
 
-The file is Optuna's own format (one JSON operation a line, Optuna's symlink lock around
-each append), so Optuna reads it and hpstudy reads Optuna's. What differs from Optuna's
-`JournalFileBackend`:
+The file is Optuna's own format (one JSON operation a line), so Optuna reads it and hpstudy
+reads Optuna's. What differs from Optuna's `JournalFileBackend`:
 
 - appends go to the page cache without an fsync (about 1 ms each on a busy disk; a killed
   driver loses nothing, only a power cut may lose the last appends), through one file
-  descriptor kept open;
+  descriptor kept open, each one ``write`` under an exclusive ``flock`` of the journal file
+  (two system calls; Optuna's symlink lock takes three file creations, renames and removals
+  per append, about a tenth of a millisecond each, 18 appends a trial, and is left behind
+  by a killed process until its grace period passes; the kernel releases an ``flock`` when
+  its process dies). Every hpstudy process appends under it (a plain Optuna process writing
+  the same journal at the same time would not);
 - reads continue from the last byte read, and only that one position is kept (Optuna keeps
   the offset of every line read: memory that grows with every operation of every trial);
 - a snapshot: replaying 200,000 operations (10,000 trials) takes about 1.6 s of CPU, so
@@ -24,6 +28,7 @@ fields of `JournalStorageReplayResult`; a test replays journals both ways and co
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -61,11 +66,13 @@ class JournalFile(JournalFileBackend):
         weakref.finalize(self, os.close, self._fd)
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        from optuna.storages.journal._file import get_lock_file
-
-        text = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
-        with get_lock_file(self._lock):
-            os.write(self._fd, text.encode("utf-8"))
+        data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs).encode("utf-8")
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            while data:  # one write, unless a signal or a full disk cuts it short
+                data = data[os.write(self._fd, data) :]
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
         if self._hold:

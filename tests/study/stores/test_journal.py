@@ -117,3 +117,62 @@ def test_reading_keeps_one_position_whatever_the_journal_length(tmp_path: Path, 
     backend = st._backend
     assert isinstance(backend, journal.JournalFile)
     assert backend._log_number_offset == {} and backend.position()[0] == st._replay_result.log_number_read
+
+
+_WRITER = """
+import sys
+import optuna
+from study.stores.optuna_storage import open_storage
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+study = optuna.load_study(study_name="s", storage=open_storage(sys.argv[1]))
+for i in range(int(sys.argv[2])):
+    t = study.ask()
+    for step in range(1, 6):
+        t.report(float(step), step)
+    study.tell(t, float(i))
+"""
+
+
+def test_processes_appending_at_once_write_whole_operations(tmp_path: Path) -> None:
+    """Three processes append to one journal at once (each append one ``write`` under the
+    journal's flock): every line is one whole operation and Optuna's own replay has every
+    trial with every report."""
+    import subprocess
+    import sys
+
+    url = f"journal:{tmp_path / 'j.log'}"
+    optuna.create_study(study_name="s", storage=open_storage(url))
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, url, "40"]) for _ in range(3)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0]
+    lines = (tmp_path / "j.log").read_text().splitlines()
+    assert all(isinstance(json.loads(line), dict) for line in lines)
+    trials = _optunas(tmp_path / "j.log")["s"][3]
+    assert len(trials) == 120 and {t.state for t in trials} == {TrialState.COMPLETE}
+    assert sorted(t.number for t in trials) == list(range(120))
+    assert all(t.intermediate_values == {s: float(s) for s in range(1, 6)} for t in trials)
+
+
+def test_an_append_waits_for_the_lock_and_a_killed_holder_leaves_none(tmp_path: Path) -> None:
+    """While another process holds the journal's lock, an append waits; when that process is
+    killed (SIGKILL, as mid-append) the append goes through: no lock is left behind."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    url = f"journal:{tmp_path / 'j.log'}"
+    study = optuna.create_study(study_name="s", storage=open_storage(url))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import fcntl, os, time; fd = os.open({str(tmp_path / 'j.log')!r}, os.O_RDWR); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    append = threading.Thread(target=lambda: study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3))
+    append.start()
+    append.join(timeout=1.0)
+    assert append.is_alive() and len((tmp_path / "j.log").read_text().splitlines()) == 1  # waiting: only the study
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=10)
+    append.join(timeout=60)
+    assert not append.is_alive() and len(study.trials) == 3
