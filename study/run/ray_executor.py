@@ -23,7 +23,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import ray
@@ -82,15 +82,17 @@ def _placed(events: Iterator[Event]) -> Iterator[Event]:
         yield event
 
 
-def _coalesced(events: Iterator[Event], window: float = COALESCE_SECONDS) -> Iterator[list[Event]]:
+def _coalesced(
+    events: Iterator[Event], window: float = COALESCE_SECONDS, clock: Callable[[], float] = time.monotonic
+) -> Iterator[list[Event]]:
     """A trial's events as lists, one Ray object each: an event goes out at once (with any
     epochs held before it) unless it is an epoch ending within `window` seconds of the last
     list sent; a held epoch goes with the next event, the trial's end at the latest."""
     held: list[Event] = []
-    sent = time.monotonic()
+    sent = clock()
     for event in events:
         held.append(event)
-        now = time.monotonic()
+        now = clock()
         if not isinstance(event, Epoch) or now - sent >= window:
             yield held
             held, sent = [], now
