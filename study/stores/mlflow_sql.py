@@ -226,6 +226,9 @@ class SqlClient:
         self._client: Any = None
         self._locations: dict[str, str] = {}  # experiment id -> artifact location
         self._current: bool | None = None
+        # runs this client created and has not ended: their params and latest metrics, so a
+        # batch need not read them back (no other process writes a run while its writer lives)
+        self._known: dict[str, _Known] = {}
 
         def t(name: str, *cols: str) -> Any:
             return table(name, *(column(c) for c in cols))
@@ -350,6 +353,7 @@ class SqlClient:
         with self.engine.begin() as conn:
             conn.execute(self._runs.insert(), [row])
             conn.execute(self._tags.insert(), [{"run_uuid": run_id, "key": k, "value": v} for k, v in tags.items()])
+        self._known[run_id] = _Known()
         return _Run(RunRecord(run_id, str(experiment_id), "RUNNING", start, artifacts, tags))
 
     def run(self, run_id: str) -> RunRecord:
@@ -396,9 +400,7 @@ class SqlClient:
 
     def set_terminated(self, run_id: str, status: str | None = None, end_time: int | None = None) -> None:
         """End a run: its status (default FINISHED) and end time (default now)."""
-        stmt = self._runs.update().where(self._runs.c.run_uuid == run_id)
-        with self.engine.begin() as conn:
-            conn.execute(stmt.values(status=status or "FINISHED", end_time=end_time or _now_ms()))
+        self.log_batch(run_id, end=(status or "FINISHED", end_time or _now_ms()))
 
     # -- artifacts -------------------------------------------------------------------------------
     def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
@@ -421,28 +423,49 @@ class SqlClient:
 
     # -- one batch of a run's data ------------------------------------------------------------
     def log_batch(
-        self, run_id: str, metrics: Sequence[Any] = (), params: Sequence[Any] = (), tags: Sequence[Any] = (), **_: Any
+        self,
+        run_id: str,
+        metrics: Sequence[Any] = (),
+        params: Sequence[Any] = (),
+        tags: Sequence[Any] = (),
+        *,
+        end: tuple[str, int] | None = None,
+        **_: Any,
     ) -> None:
-        """Params, metrics (and their latest values) and tags of one run, in one transaction."""
+        """Params, metrics (and their latest values) and tags of one run, and with `end`
+        (status, end time in ms) its end, in one transaction."""
+        known = self._known.get(run_id)
+        if known is not None:
+            known.pending_params, known.pending_latest = {}, {}  # of a batch that failed
         with self.engine.begin() as conn:
             if params:
-                self._write_params(conn, run_id, params)
+                self._write_params(conn, run_id, params, known)
             if metrics:
-                self._write_metrics(conn, run_id, metrics)
+                self._write_metrics(conn, run_id, metrics, known)
             if tags:
                 last = {t.key: t.value for t in tags}  # the last value of a key repeated in the batch
                 stmt = self._insert(self._tags)
                 stmt = stmt.on_conflict_do_update(index_elements=["key", "run_uuid"], set_={"value": stmt.excluded.value})
                 conn.execute(stmt, [{"run_uuid": run_id, "key": k, "value": v} for k, v in last.items()])
+            if end is not None:
+                conn.execute(self._runs.update().where(self._runs.c.run_uuid == run_id).values(status=end[0], end_time=end[1]))
+        if known is not None:  # committed: what the run now holds
+            known.commit()
+        if end is not None:
+            self._known.pop(run_id, None)
 
-    def _write_params(self, conn: Any, run_id: str, params: Sequence[Any]) -> None:
+    def _write_params(self, conn: Any, run_id: str, params: Sequence[Any], known: _Known | None) -> None:
         from sqlalchemy import select
 
         new = {p.key: p.value for p in params}
         c = self._params.c
         have: dict[str, str] = {}
-        for keys in _chunks(list(new)):
-            have.update(conn.execute(select(c.key, c.value).where(c.run_uuid == run_id, c.key.in_(keys))).all())
+        if known is not None:
+            have = {k: known.params[k] for k in new if k in known.params}
+            known.pending_params = new
+        else:
+            for keys in _chunks(list(new)):
+                have.update(conn.execute(select(c.key, c.value).where(c.run_uuid == run_id, c.key.in_(keys))).all())
         changed = [{"key": k, "old_value": have[k], "new_value": v} for k, v in new.items() if k in have and have[k] != v]
         if changed:
             raise ParamChanged(
@@ -452,7 +475,7 @@ class SqlClient:
         if rows:
             conn.execute(self._params.insert(), rows)
 
-    def _write_metrics(self, conn: Any, run_id: str, metrics: Sequence[Any]) -> None:
+    def _write_metrics(self, conn: Any, run_id: str, metrics: Sequence[Any], known: _Known | None) -> None:
         from sqlalchemy import select
 
         points: dict[tuple[str, int, int, float, bool], dict[str, Any]] = {}
@@ -467,11 +490,16 @@ class SqlClient:
         conn.execute(self._insert(self._metrics).on_conflict_do_nothing(), list(points.values()))
         c = self._latest.c
         have: dict[str, tuple[int, int, float]] = {}
-        for keys in _chunks(list(latest)):
-            q = select(c.key, c.step, c.timestamp, c.value).where(c.run_uuid == run_id, c.key.in_(keys))
-            have.update((k, (s, t, v)) for k, s, t, v in conn.execute(q).all())
+        if known is not None:
+            have = {k: known.latest[k] for k in latest if k in known.latest}
+        else:
+            for keys in _chunks(list(latest)):
+                q = select(c.key, c.step, c.timestamp, c.value).where(c.run_uuid == run_id, c.key.in_(keys))
+                have.update((k, (s, t, v)) for k, s, t, v in conn.execute(q).all())
         fresh = [row for k, row in latest.items() if k not in have]
         newer = [row for k, row in latest.items() if k in have and (row["step"], row["timestamp"], row["value"]) > have[k]]
+        if known is not None:
+            known.pending_latest = {r["key"]: (r["step"], r["timestamp"], r["value"]) for r in fresh + newer}
         if fresh:
             conn.execute(self._latest.insert(), fresh)
         if newer:
@@ -498,6 +526,22 @@ class SqlClient:
                     for r in newer
                 ],
             )
+
+
+@dataclass
+class _Known:
+    """What a run this client created holds: its params and each metric's latest (step,
+    timestamp, value); a batch's own changes wait in ``pending_*`` until it commits."""
+
+    params: dict[str, str] = field(default_factory=dict)
+    latest: dict[str, tuple[int, int, float]] = field(default_factory=dict)
+    pending_params: dict[str, str] = field(default_factory=dict)
+    pending_latest: dict[str, tuple[int, int, float]] = field(default_factory=dict)
+
+    def commit(self) -> None:
+        self.params.update(self.pending_params)
+        self.latest.update(self.pending_latest)
+        self.pending_params, self.pending_latest = {}, {}
 
 
 class _Run:

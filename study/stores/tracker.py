@@ -474,8 +474,7 @@ class MlflowTracker:
         step = int(summary.get("stopped_epoch", 0) or 0)
         self._queue_metrics(run_id, summary, step, _ms_at(end_time))
         self._queue_tags(run_id, {Tag.STATE: state, **tags})
-        self._flush_run(run_id)
-        self.client.set_terminated(run_id, status=status, end_time=_ms_at(end_time))
+        self._flush_run(run_id, end=(status, _ms_at(end_time)))
 
     def close(self) -> None:
         """Close the store's database connections (SQLite in WAL mode then checkpoints and
@@ -520,21 +519,29 @@ class MlflowTracker:
             self._flush_run(run_id)
         self.last_flush = time.monotonic()
 
-    def _flush_run(self, run_id: str) -> None:
+    def _flush_run(self, run_id: str, end: tuple[str, int] | None = None) -> None:
+        """What is queued for a run, in batches; with `end` (status, end time in ms) the run
+        is terminated after them (on a SQL store in the same transaction as the last)."""
         metrics = self._metrics.pop(run_id, [])
         params = self._params.pop(run_id, [])
         tags = self._tags.pop(run_id, [])
+        batches = []
         while metrics or params or tags:
             p, params = params[:_MAX_PARAMS], params[_MAX_PARAMS:]
             t, tags = tags[:_MAX_TAGS], tags[_MAX_TAGS:]
             room = _MAX_METRICS - len(p) - len(t)
             m, metrics = metrics[:room], metrics[room:]
-            if self.sql is None:  # MLflow's own client takes its own entities
-                from mlflow import entities
+            batches.append((m, p, t))
+        for i, (m, p, t) in enumerate(batches):
+            if self.sql is not None:
+                self.client.log_batch(run_id, metrics=m, params=p, tags=t, end=end if i == len(batches) - 1 else None)
+                continue
+            from mlflow import entities  # MLflow's own client takes its own entities
 
-                m = [entities.Metric(*x) for x in m]
-                p, t = [entities.Param(*x) for x in p], [entities.RunTag(*x) for x in t]
-            self.client.log_batch(run_id, metrics=m, params=p, tags=t)
+            ms, ps, ts = [entities.Metric(*x) for x in m], [entities.Param(*x) for x in p], [entities.RunTag(*x) for x in t]
+            self.client.log_batch(run_id, metrics=ms, params=ps, tags=ts)
+        if end is not None and (self.sql is None or not batches):
+            self.client.set_terminated(run_id, status=end[0], end_time=end[1])
 
     # -- reconciliation -----------------------------------------------------------------
     def trial_runs(self, numbers: Sequence[int] | None = None) -> dict[int, RunInfo]:

@@ -56,6 +56,18 @@ def _calls(client: Any, experiment_id: str, kinds: Any) -> str:
     return rid
 
 
+def _later(client: Any, rid: str, kinds: Any) -> None:
+    """More of the same run through a client that did not create it (a replaced writer, a
+    repair): what the run holds is read back from the store, not known."""
+    client.log_batch(
+        rid,
+        metrics=[kinds.Metric("val_loss", 0.2, 1005, 2), kinds.Metric("objective", 0.1, 1000, 1), kinds.Metric("new", 1.0, 1, 1)],
+        params=[kinds.Param("lr", "0.01"), kinds.Param("width", "8")],
+        tags=[kinds.RunTag("state", "PRUNED")],
+    )
+    client.set_terminated(rid, status="FINISHED", end_time=1_700_000_009_000)
+
+
 def _seen(reader: MlflowClient, rid: str) -> dict[str, Any]:
     run = reader.get_run(rid)
     history = {k: sorted((m.step, m.timestamp, m.value) for m in reader.get_metric_history(rid, k)) for k in run.data.metrics}
@@ -101,6 +113,9 @@ def test_runs_written_by_sql_read_back_as_mlflow_writes_them(uri: str, tmp_path:
     assert (record.experiment_id, record.status, record.start_time, record.artifact_uri, record.tags) == (
         run.info.experiment_id, run.info.status, run.info.start_time, run.info.artifact_uri, run.data.tags
     )  # fmt: skip
+    _later(reader, by_mlflow, entities)
+    _later(open_client(uri), by_sql, mlflow_sql)
+    assert _seen(reader, by_sql) == _seen(reader, by_mlflow) != expected
 
 
 def test_experiments_made_by_sql_read_back_as_mlflow_makes_them(uri: str, tmp_path: Path) -> None:
