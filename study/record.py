@@ -51,6 +51,9 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from search_spaces.space import BUDGET_ATTR, N_PARAMS_ATTR, SEARCHED_ATTR
+from study.names import MAX_TEXT as MAX_TEXT
+from study.names import VERDICT_FILE as VERDICT_FILE
+from study.names import Tag as Tag
 from study.spec import SpecError, StudySpec, parse_spec
 from trainers import TrainConfig
 from trainers.config import MLP_FIELDS
@@ -73,7 +76,7 @@ class StudyAttr:
 class TrialAttr:
     """Optuna trial user attrs."""
 
-    STOP_REASON = "stop_reason"
+    STOP_REASON = Tag.STOP_REASON
     ERROR = "error"  # the failure's message (first 4000 characters)
     SEED = "seed"  # the trial's training seed
     CONFIG = "config"  # the full TrainConfig as a JSON object
@@ -106,33 +109,6 @@ class TrialAttr:
 PLACEMENT = ("host", "node_id", "gpu_ids", "started_at", "code_path", "code_sha256")
 
 
-class Tag:
-    """MLflow tags (runs) and the experiment tag."""
-
-    PARENT = "mlflow.parentRunId"
-    TRIAL_NUMBER = "trial_number"
-    STATE = "state"  # the Optuna state name
-    STOP_REASON = TrialAttr.STOP_REASON
-    ROLE = "hpstudy.role"  # "study" on the parent run
-    STUDY_UID = "hpstudy.study_uid"
-    STUDY = "hpstudy.study"  # on the experiment: the study's name
-    SYNCED = "hpstudy.synced"  # "true": written by a reconciliation from Optuna, not live
-    INCOMPLETE = "hpstudy.incomplete"  # "true": some writes of this run were lost; repair it
-    RESUMED_AT = "resumed_at"
-    EXPERIMENT_KIND = "mlflow.experimentKind"  # on the experiment: the MLflow UI opens its runs view
-    KIND_TRAINING = "custom_model_development"  # its value for a study (not a GenAI experiment)
-    VERDICT = "verdict"  # on a comparison's parent run: supported, contradicted or inconclusive
-    EFFECT = "effect"  # the headline effect, its interval: ci_low, ci_high
-    CI_LOW = "ci_low"
-    CI_HIGH = "ci_high"
-    NOTE = "mlflow.note.content"  # the run's description in the MLflow UI: the verdict in a sentence
-    CONFIRMATION = "hpstudy.confirmation"  # + ".<confirmation study>" on the confirmed study's parent: its outcome
-
-
-#: The verdict's artifact on the parent run.
-VERDICT_FILE = "verdict.json"
-
-
 #: Optuna trial user attrs copied to the MLflow run's tags.
 TAGGED_ATTRS = (
     TrialAttr.STOP_REASON, TrialAttr.ERROR, TrialAttr.SEED, TrialAttr.ATTEMPT, TrialAttr.RETRY_OF, TrialAttr.RECONCILED,
@@ -143,8 +119,6 @@ SUMMARY_ATTRS = (TrialAttr.STOPPED_EPOCH, TrialAttr.BEST_EPOCH, TrialAttr.N_PARA
 #: Metrics of the held-out test split (the kept weights, measured once at the end of a trial;
 #: MLflow run metrics): shown by queries, never used to rank, select or prune trials.
 TEST_METRICS = ("test_loss", "test_acc")
-#: MLflow tag and param values are cut to this length.
-MAX_TEXT = 4000
 #: The text file of a failed trial's run holding the whole traceback (its tag `error`: the last line).
 TRACEBACK_FILE = "traceback.txt"
 

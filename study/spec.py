@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from search_spaces.yamlfile import YamlFileError, read_yaml
 from study.comparison import CompareSpec
+from study.errors import SpecError
 from trainers.data import BUILTIN, FILE_SUFFIXES, DataError, Dataset, is_file_name, load_dataset
 from trainers.user_code import UserCodeError, split_ref
 
@@ -55,10 +56,6 @@ _NAMED_METRIC = re.compile(r"^(grad_norm|weight_norm)\.[\w.]+$")
 _USER_METRIC = re.compile(r"^[A-Za-z_][\w.\-/]{0,249}$")
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 Direction = Literal["minimize", "maximize"]
-
-
-class SpecError(ValueError):
-    """A bad spec: the message names the file and field, the value and what is allowed."""
 
 
 class _Model(BaseModel):

@@ -34,13 +34,16 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
 
-from study.record import MAX_TEXT, VERDICT_FILE, Tag, TrialRecord, mlflow_status
+from study.names import MAX_TEXT, VERDICT_FILE, Tag
 from study.stores.mlflow_sql import Metric, Param, RunTag, SqlClient, open_client
 from study.stores.uris import artifact_root
+
+if TYPE_CHECKING:  # the writer process imports this module: not Optuna, the spec or the trainers
+    from study.record import TrialRecord
 
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
 
@@ -592,5 +595,7 @@ class MlflowTracker:
             tags[Tag.INCOMPLETE] = "false"
         self._queue_tags(run_id, tags)
         self._flush_run(run_id)
+        from study.record import mlflow_status
+
         self.client.set_terminated(run_id, status=mlflow_status(record.state), end_time=_ms(record.completed))
         return points

@@ -29,9 +29,13 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from study.spec import SpecError, StudySpec
+from study.errors import SpecError
+
+if TYPE_CHECKING:
+    from study.spec import StudySpec
 
 STORAGE_ENV = "HPSTUDY_STORAGE"
 TRACKING_ENV = "MLFLOW_TRACKING_URI"

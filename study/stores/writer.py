@@ -51,11 +51,14 @@ import time
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from study.record import Tag, TrialRecord
+from study.names import Tag
 from study.stores.tracker import MlflowTracker, RunInfo, TrackingFailure, describe, transient
 from study.stores.uris import is_server, mask
+
+if TYPE_CHECKING:
+    from study.record import TrialRecord
 
 #: Calls whose reply the driver waits for.
 _SYNC = ("end_study", "flush", "trial_runs", "repair_trial", "close_parent")

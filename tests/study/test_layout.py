@@ -32,13 +32,17 @@ def module_name(path: Path) -> str:
 
 #: Modules at the spec's floor: what a study is asked to do (the spec, a comparison's design
 #: and its measures, the built-in lessons).
-SPEC_FLOOR = ("spec", "comparison", "measures", "lessons")
+SPEC_FLOOR = ("spec", "comparison", "measures", "lessons", "errors")
+#: Modules of the record: the schema (`study.names` holds the MLflow names without imports).
+RECORD = ("record", "names")
 
 
 def wing(module: str) -> str:
     parts = module.split(".")
     if len(parts) == 1:
         return ""
+    if parts[1] in RECORD:
+        return "record"
     return "spec" if parts[1] in SPEC_FLOOR else parts[1]
 
 
