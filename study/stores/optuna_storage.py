@@ -11,6 +11,8 @@ public API.
 
 from __future__ import annotations
 
+import datetime
+import json
 import os
 import uuid
 from typing import Any
@@ -51,7 +53,93 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
         if _optuna_major() != OPTUNA_MAJOR:  # study.stores.journal reaches into Optuna 5's journal storage
             return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=lock))
         return open_journal(path, lock)
-    return optuna.storages.RDBStorage(url)
+    if _optuna_major() != OPTUNA_MAJOR:
+        return optuna.storages.RDBStorage(url)
+    return FastReadRDBStorage(url)
+
+
+class FastReadRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's database storage whose trials are read with six SQLAlchemy Core queries
+    instead of its ORM: Optuna builds an object per stored row (a trial's params, values, user
+    and system attrs, every epoch's intermediate value), about a millisecond of CPU per trial,
+    which made `study status` and `study best` on a PostgreSQL study of thousands of trials
+    take seconds. The trials built are the same (a test compares them with Optuna's); writes
+    are Optuna's. Internals (Optuna 5): `RDBStorage._get_trials`, which `get_all_trials` and
+    Optuna's `_CachedStorage` (its incremental reads) call, and the table definitions and
+    stored-value conversions of `optuna.storages._rdb.models`."""
+
+    def _get_trials(
+        self, study_id: int, states: Any, included_trial_ids: set[int], trial_id_greater_than: int
+    ) -> list[optuna.trial.FrozenTrial]:
+        from optuna.distributions import json_to_distribution
+        from optuna.storages._rdb import models
+        from sqlalchemy import or_, select
+
+        t = models.TrialModel.__table__.c
+        where = [t.study_id == study_id]
+        if states is not None:
+            where.append(t.state.in_(list(states)))
+        if trial_id_greater_than > -1:
+            included = [i for i in included_trial_ids if i <= trial_id_greater_than]
+            newer = t.trial_id > trial_id_greater_than
+            where.append(or_(t.trial_id.in_(included), newer) if included else newer)
+        chosen = select(t.trial_id).where(*where).scalar_subquery()
+
+        def rows(model: Any, *cols: str) -> Any:
+            """(trial id, cols...) of a trial's table for the trials read, in stored order."""
+            c = model.__table__.c
+            key = next(iter(model.__table__.primary_key.columns))
+            return conn.execute(select(c.trial_id, *(c[k] for k in cols)).where(c.trial_id.in_(chosen)).order_by(key))
+
+        with self.engine.connect() as conn:
+            s = models.StudyModel.__table__.c
+            if conn.execute(select(s.study_id).where(s.study_id == study_id)).first() is None:
+                raise KeyError(models.NOT_FOUND_MSG)
+            base = conn.execute(
+                select(t.trial_id, t.number, t.state, t.datetime_start, t.datetime_complete).where(*where).order_by(t.trial_id)
+            ).all()
+            got: dict[int, dict[str, Any]] = {
+                r[0]: {"params": [], "values": {}, "user": {}, "system": {}, "steps": {}} for r in base
+            }
+            dists: dict[str, Any] = {}  # one distribution object per distinct JSON
+            for tid, name, value, dist in rows(models.TrialParamModel, "param_name", "param_value", "distribution_json"):
+                if dist not in dists:
+                    dists[dist] = json_to_distribution(dist)
+                got[tid]["params"].append((name, value, dists[dist]))
+            for tid, objective, value, kind in rows(models.TrialValueModel, "objective", "value", "value_type"):
+                got[tid]["values"][objective] = models.TrialValueModel.stored_repr_to_value(value, kind)
+            inter = models.TrialIntermediateValueModel
+            for tid, step, value, kind in rows(inter, "step", "intermediate_value", "intermediate_value_type"):
+                got[tid]["steps"][step] = inter.stored_repr_to_intermediate_value(value, kind)
+            for model, slot in ((models.TrialUserAttributeModel, "user"), (models.TrialSystemAttributeModel, "system")):
+                for tid, key, value in rows(model, "key", "value_json"):
+                    got[tid][slot][key] = json.loads(value)
+        out = []
+        for tid, number, state, start, complete in base:
+            g = got[tid]
+            values = [g["values"][k] for k in range(len(g["values"]))] if g["values"] else None
+            out.append(
+                optuna.trial.FrozenTrial(
+                    number=number,
+                    state=state,
+                    value=None,
+                    values=values,
+                    datetime_start=_local(start),
+                    datetime_complete=_local(complete),
+                    params={name: d.to_external_repr(v) for name, v, d in g["params"]},
+                    distributions={name: d for name, _, d in g["params"]},
+                    user_attrs=g["user"],
+                    system_attrs=g["system"],
+                    intermediate_values=g["steps"],
+                    trial_id=tid,
+                )
+            )
+        return out
+
+
+def _local(when: datetime.datetime | None) -> datetime.datetime | None:
+    """A stored naive UTC time as Optuna's RDB storage gives it: naive local time."""
+    return None if when is None else when.replace(tzinfo=datetime.UTC).astimezone().replace(tzinfo=None)
 
 
 def save_snapshot(study: optuna.Study) -> bool:
