@@ -158,12 +158,15 @@ class Decisions:
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
 
-    def report(self, trial: optuna.Trial, epoch: int, value: float | None) -> bool:
-        """Report one epoch's objective value; True when the pruner says stop."""
+    def report(self, trial: optuna.Trial, epoch: int, value: float | None, last: bool = False) -> bool:
+        """Report one epoch's objective value; True when the pruner says stop. The pruner is
+        not asked after a trial's `last` epoch: stopping it there saves nothing, and a trial
+        that trained every epoch is a completed trial (with its test metrics), not a pruned
+        one, even where a rung or the median pruner's comparison falls on that epoch."""
         if self.spec.is_multi_objective or value is None or not math.isfinite(value):
             return False
         trial.report(value, epoch)
-        return self.spec.pruning and trial.should_prune()
+        return self.spec.pruning and not last and trial.should_prune()
 
     def ended(self, asked: Asked, history: dict[int, dict[str, float]], end: Ended) -> dict[str, Any]:
         """Extra user attrs of a trial whose training ended by itself, from its whole history

@@ -240,7 +240,8 @@ class Driver:
         r.value = metrics.get(self._metric)
         self.tracker.log_epoch(r.number, epoch, metrics, at=at)
         self.listener.on_epoch(r.number, epoch, metrics)
-        if self.decisions.report(r.asked.trial, epoch, r.value):
+        last = r.asked.epochs is not None and epoch >= r.asked.epochs
+        if self.decisions.report(r.asked.trial, epoch, r.value, last):
             self.executor.cancel(r.number)
             self._end(r, Outcome(StopReason.PRUNED, attrs={TrialAttr.PRUNED_STEP: epoch, TrialAttr.PRUNED_VALUE: r.value}))
 

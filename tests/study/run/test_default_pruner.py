@@ -95,3 +95,26 @@ def test_default_pruner_prunes_in_a_study_and_records_the_rung(workdir: Path, ti
         assert t.user_attrs["stop_reason"] == "pruned" and t.user_attrs["pruned_step"] == 1
         assert t.system_attrs["completed_rung_0"] == pytest.approx(3.0)  # Optuna's record of the rung
         assert "completed_rung_1" not in t.system_attrs
+
+
+def test_a_trial_that_trained_every_epoch_is_never_pruned(workdir: Path, tiny_spec: Callable[..., dict]) -> None:
+    """The median pruner's first say falls on the last of the 3 epochs (warm-up 3): the worse
+    trials trained every epoch by then, so they complete (with their test metrics) instead of
+    ending pruned; the pruner is not asked after a trial's last epoch."""
+    pruner = {"name": "median", "n_startup_trials": 1, "n_warmup_steps": 3}
+    prep = prepare(parse_spec(tiny_spec(trials=4, sampler="random", concurrency=1, pruner=pruner)))
+
+    def executor(p: Prepared) -> tuple[InProcessExecutor, Callable[[], None]]:
+        ex = InProcessExecutor(p.data, slots=1, trial_fn=scripted)
+        return ex, ex.close
+
+    result = launching.run_study(prep, executor=executor, say=lambda m: None, inline_tracking=True)
+    trials = result.study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert [t.user_attrs["stop_reason"] for t in trials] == ["completed"] * 4
+    study = optuna.create_study(direction="minimize", pruner=optuna.pruners.MedianPruner(1, 3))
+    study.add_trial(trials[0])
+    t = study.ask()
+    for epoch in (1, 2, 3):
+        t.report(3.0, epoch)
+    assert t.should_prune()  # Optuna's pruner would have stopped them at that epoch
