@@ -58,6 +58,10 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
     return FastReadRDBStorage(url)
 
 
+#: `FastReadRDBStorage` reads the rows of at most this many trials by their ids.
+_ID_LIST = 500
+
+
 class FastReadRDBStorage(optuna.storages.RDBStorage):
     """Optuna's database storage whose trials are read with six SQLAlchemy Core queries
     instead of its ORM: Optuna builds an object per stored row (a trial's params, values, user
@@ -83,12 +87,13 @@ class FastReadRDBStorage(optuna.storages.RDBStorage):
             included = [i for i in included_trial_ids if i <= trial_id_greater_than]
             newer = t.trial_id > trial_id_greater_than
             where.append(or_(t.trial_id.in_(included), newer) if included else newer)
-        chosen = select(t.trial_id).where(*where).scalar_subquery()
 
         def rows(model: Any, *cols: str) -> Any:
-            """(trial id, cols...) of a trial's table for the trials read, in stored order."""
+            """(trial id, cols...) of a trial's table for the trials read, in stored order: by
+            their ids when few (a running study's incremental read), else by the same filter."""
             c = model.__table__.c
             key = next(iter(model.__table__.primary_key.columns))
+            chosen = list(got) if len(got) <= _ID_LIST else select(t.trial_id).where(*where).scalar_subquery()
             return conn.execute(select(c.trial_id, *(c[k] for k in cols)).where(c.trial_id.in_(chosen)).order_by(key))
 
         with self.engine.connect() as conn:
@@ -101,6 +106,8 @@ class FastReadRDBStorage(optuna.storages.RDBStorage):
             got: dict[int, dict[str, Any]] = {
                 r[0]: {"params": [], "values": {}, "user": {}, "system": {}, "steps": {}} for r in base
             }
+            if not base:
+                return []
             dists: dict[str, Any] = {}  # one distribution object per distinct JSON
             for tid, name, value, dist in rows(models.TrialParamModel, "param_name", "param_value", "distribution_json"):
                 if dist not in dists:

@@ -62,7 +62,11 @@ def _seen(trials: list[optuna.trial.FrozenTrial]) -> list[tuple[Any, ...]]:
     ]  # fmt: skip
 
 
-def test_trials_read_by_sql_equal_optunas(url: str) -> None:
+@pytest.mark.parametrize("id_list", [500, 0])  # rows fetched by a list of trial ids, or by the trials' filter
+def test_trials_read_by_sql_equal_optunas(url: str, id_list: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from study.stores import optuna_storage
+
+    monkeypatch.setattr(optuna_storage, "_ID_LIST", id_list)
     _fill(optuna.storages.RDBStorage(url), 13)
     mine = open_storage(url)
     assert isinstance(mine, FastReadRDBStorage)
@@ -72,6 +76,10 @@ def test_trials_read_by_sql_equal_optunas(url: str) -> None:
         expected = theirs.get_all_trials(sid, deepcopy=False, states=states)
         assert _seen(mine.get_all_trials(sid, deepcopy=False, states=states)) == _seen(expected)
         assert expected  # each filter has trials to compare
+    newest = theirs.get_all_trials(sid, deepcopy=False)[-4:]
+    kept = {newest[0]._trial_id}  # Optuna's cache: an unfinished trial it holds, and every trial after a given id
+    got = mine._get_trials(sid, None, kept, newest[1]._trial_id)
+    assert _seen(got) == _seen([newest[0], *newest[2:]])
     with pytest.raises(KeyError):
         mine.get_all_trials(sid + 1000)
 
