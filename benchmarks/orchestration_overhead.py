@@ -12,7 +12,8 @@ of 12 metrics reported) for `--trials` trials at concurrency 2, with the same sa
 - ``optuna+sqlite``: plain `study.optimize(n_jobs=2)` in-process with SQLite storage, which
   reports every epoch to Optuna and records nothing in MLflow.
 
-Ray is started once, and every MLflow database is created (migrated) before the clock
+Ray is started once (Ray Tune runs after all runs of the others: its actors' worker processes
+would take the place of the task workers the others reuse), and every MLflow database is created (migrated) before the clock
 starts; each timing is the wall time of one whole study. Prints the median ms per trial of
 `--repeats` runs and the ratios. Targets (issue 5): hpstudy <= 1/10 of Ray Tune's cost
 and <= plain Optuna with SQLite.
@@ -260,28 +261,30 @@ def main() -> None:
     times: dict[str, list[float]] = {s: [] for s in systems}
     cpu: dict[str, list[dict[str, float]]] = {s: [] for s in systems}
     tune_repeats = args.repeats if args.tune_repeats is None else args.tune_repeats
-    for rep in range(args.repeats):
-        for name in systems:
-            if name == "ray-tune" and rep >= tune_repeats:
-                continue
-            with tempfile.TemporaryDirectory(prefix="hpbench-") as d:
-                work = Path(d)
-                if name == "hpstudy":
-                    dt = run_hpstudy(work, args.trials, "journal")
-                elif name == "hpstudy+sqlite":
-                    dt = run_hpstudy(work, args.trials, "sqlite")
-                elif name == "optuna+sqlite":
-                    dt = run_optuna(work, args.trials)
-                else:
-                    dt = run_tune(work, args.trials)
-            times[name].append(dt)
-            per = {k: v * 1000 / args.trials for k, v in CLOCK.seconds.items() if v > 0}
-            cpu[name].append(per)
-            shown = ", ".join(f"{k} {v:.1f}" for k, v in per.items())
-            print(
-                f"run {rep + 1}/{args.repeats} {name:>15}: {dt * 1000 / args.trials:8.1f} ms/trial (CPU ms/trial: {shown})",
-                flush=True,
-            )
+    # Ray Tune after every run of the others: its actors' worker processes would otherwise take
+    # the place of the task workers the other systems' later runs reuse (new workers each cost
+    # about a second and a half of CPU to start)
+    order = [(rep, n) for rep in range(args.repeats) for n in systems if n != "ray-tune"]
+    order += [(rep, "ray-tune") for rep in range(tune_repeats) if "ray-tune" in systems]
+    for rep, name in order:
+        with tempfile.TemporaryDirectory(prefix="hpbench-") as d:
+            work = Path(d)
+            if name == "hpstudy":
+                dt = run_hpstudy(work, args.trials, "journal")
+            elif name == "hpstudy+sqlite":
+                dt = run_hpstudy(work, args.trials, "sqlite")
+            elif name == "optuna+sqlite":
+                dt = run_optuna(work, args.trials)
+            else:
+                dt = run_tune(work, args.trials)
+        times[name].append(dt)
+        per = {k: v * 1000 / args.trials for k, v in CLOCK.seconds.items() if v > 0}
+        cpu[name].append(per)
+        shown = ", ".join(f"{k} {v:.1f}" for k, v in per.items())
+        print(
+            f"run {rep + 1}/{args.repeats} {name:>15}: {dt * 1000 / args.trials:8.1f} ms/trial (CPU ms/trial: {shown})",
+            flush=True,
+        )
 
     med = {k: statistics.median(v) * 1000 / args.trials for k, v in times.items()}
     print(
