@@ -251,10 +251,16 @@ class RayExecutor:
 
     def cancel(self, number: int, force: bool = False) -> None:
         """Stop a trial: a KeyboardInterrupt in its task (between bytecodes), or with `force`
-        the end of its worker process (a trial stuck in native code past its timeout)."""
+        the end of its worker process (a trial stuck in native code past its timeout). A task
+        that has ended is not cancelled: Ray 2.60's driver can abort on a cancellation that
+        races with the task's completion ("Tried to complete task that was not pending",
+        task_manager.cc; seen once here when a pruned trial's epochs arrived after it ended).
+        The window between the check and the cancellation remains."""
         gen = self.streams.get(number)
         if gen is not None:
             self._drop(number)
+            if ray.wait([gen.completed()], timeout=0, fetch_local=False)[0]:
+                return  # it ended already (its last epochs arrived together): nothing to stop
             try:
                 ray.cancel(gen, force=force)
             except Exception:  # noqa: BLE001 - already finished

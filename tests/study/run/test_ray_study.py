@@ -150,6 +150,33 @@ def test_pruned_trials_stop_early_and_free_their_slot(ray_address: str, workdir:
     assert result.finished and _cpus_back(2), "a pruned trial's task still holds its CPU"
 
 
+def test_a_trial_that_has_ended_is_not_cancelled(
+    ray_address: str, workdir: Path, tiny_spec: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopping a trial whose task has already ended (its last epochs arrived after it ended)
+    asks nothing of Ray: a cancellation racing with a task's completion can abort Ray's
+    driver. A trial still running is cancelled (the test above)."""
+    from study.run.ray_executor import RayExecutor
+    from trainers import TrainConfig
+
+    prep = prepare(parse_spec(tiny_spec()))
+    ex = RayExecutor(prep.data)
+    ex.submit(0, TrainConfig(depth=1, width=8, epochs=2))
+    gen = ex.streams[0]
+    ray.wait([gen.completed()], timeout=120)
+    cancelled: list[Any] = []
+    monkeypatch.setattr(ray, "cancel", lambda *a, **k: cancelled.append(a))
+    ex.cancel(0)
+    assert cancelled == [] and 0 not in ex.streams
+    ex.submit(1, TrainConfig(depth=1, width=8, epochs=20000))
+    running = ex.streams[1]
+    ex.cancel(1)
+    assert len(cancelled) == 1  # running: cancelled
+    monkeypatch.undo()
+    ray.cancel(running)  # for real: the session's cluster gets its CPU back
+    assert _cpus_back(2)
+
+
 def test_diverging_lr_ends_as_diverged(ray_address: str, workdir: Path, tiny_spec: Any) -> None:
     run_on_ray(ray_address, tiny_spec(trials=1, fixed={"lr": 1e6, "optimizer": "sgd"}))
     study, children, _ = check_agreement(workdir, "tiny-study")
