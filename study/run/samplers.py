@@ -15,6 +15,7 @@ import numpy as np
 import optuna
 
 from study.spec import SpecError, StudySpec
+from study.stores import optuna_storage
 
 
 def trial_seed(study_seed: int, number: int) -> int:
@@ -35,7 +36,7 @@ def _sampler(spec: StudySpec, n_existing: int) -> optuna.samplers.BaseSampler:
     seed = base if n_existing == 0 else trial_seed(base, 1_000_000 + n_existing)
     startup: dict[str, Any] = {} if s.n_startup_trials is None else {"n_startup_trials": s.n_startup_trials}
     if s.name == "tpe":
-        vectorized_tpe_math()
+        optuna_storage.vectorized_tpe_math()
         return optuna.samplers.TPESampler(
             seed=seed, multivariate=s.multivariate, group=s.multivariate, constant_liar=s.constant_liar, **startup
         )
@@ -53,36 +54,6 @@ def _sampler(spec: StudySpec, n_existing: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.NSGAIISampler(seed=seed, **pop)
     assert s.grid is not None
     return optuna.samplers.GridSampler(s.grid, seed=seed)
-
-
-#: The Optuna major version whose TPE internals `vectorized_tpe_math` replaces a function of.
-TPE_OPTUNA_MAJOR = 5
-
-
-def vectorized_tpe_math() -> bool:
-    """Optuna's TPE computes log Phi (the log of the normal CDF, for its truncated normal
-    kernels) one number at a time in Python (``optuna.samplers._tpe._truncnorm._log_ndtr``, a
-    ``np.frompyfunc`` over a scalar function): half the CPU of an ask at a hundred trials of the
-    ``full`` space (38 ms, 18 ms without). SciPy's ``scipy.special.log_ndtr`` is the same
-    function vectorized in C, and the more accurate of the two (they differ by at most 6e-8
-    relative, near 6). Installed once per process, for Optuna 5 with SciPy present (it comes
-    with scikit-learn); returns whether SciPy's is in place. The draws of a seeded TPE differ
-    from plain Optuna's in the last digits, so a seed replays hpstudy's own studies, not
-    Optuna's."""
-    from optuna.samplers._tpe import _truncnorm
-
-    if getattr(_truncnorm._log_ndtr, "hpstudy", False):
-        return True
-    if int(optuna.__version__.split(".")[0]) != TPE_OPTUNA_MAJOR or importlib.util.find_spec("scipy") is None:
-        return False
-    from scipy.special import log_ndtr
-
-    def _log_ndtr(a: np.ndarray) -> np.ndarray:
-        return np.asarray(log_ndtr(np.asarray(a, dtype=float)), dtype=float)
-
-    _log_ndtr.hpstudy = True  # type: ignore[attr-defined]
-    _truncnorm._log_ndtr = _log_ndtr
-    return True
 
 
 def _needs(sampler: str, module: str, what: str) -> None:

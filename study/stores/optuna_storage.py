@@ -4,20 +4,23 @@ The default is an Optuna journal file: an append-only log of storage operations,
 driver killed mid-study leaves a readable file, and it costs far less per trial than SQLite
 (benchmarks/orchestration_overhead.py measures both).
 
-This is the one module that reaches into Optuna's internals, each use commented and checked
-against the Optuna version it was written for (`OPTUNA_MAJOR`); anything else uses Optuna's
-public API.
+This is the one module that reaches into Optuna's internals (its storages', and one function
+of its TPE sampler: `vectorized_tpe_math`), each use commented and checked against the Optuna
+version it was written for (`OPTUNA_MAJOR`); anything else uses Optuna's public API.
 """
 
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
 import os
 import uuid
 from typing import Any
 
+import numpy as np
 import optuna
+import optuna.samplers._tpe._truncnorm  # TPE's log Phi: `vectorized_tpe_math`
 import optuna.storages._cached_storage  # internals used below (Optuna 5)
 import optuna.storages._rdb.storage
 import optuna.study._tell
@@ -272,3 +275,28 @@ def tell(study: optuna.Study, trial: optuna.Trial, values: list[float] | None, s
         study.tell(trial, values, state=state)
         return
     optuna.study._tell._tell_with_warning(study=study, trial=trial, value_or_values=values, state=state)
+
+
+def vectorized_tpe_math() -> bool:
+    """Optuna's TPE computes log Phi (the log of the normal CDF, for its truncated normal
+    kernels) one number at a time in Python (``optuna.samplers._tpe._truncnorm._log_ndtr``, a
+    ``np.frompyfunc`` over a scalar function): half the CPU of an ask at a hundred trials of the
+    ``full`` space (38 ms, 18 ms without). SciPy's ``scipy.special.log_ndtr`` is the same
+    function vectorized in C, and the more accurate of the two (they differ by at most 6e-8
+    relative, near 6). Installed once per process, for Optuna 5 with SciPy present (it comes
+    with scikit-learn); returns whether SciPy's is in place. The draws of a seeded TPE differ
+    from plain Optuna's in the last digits, so a seed replays hpstudy's own studies, not
+    Optuna's."""
+    truncnorm = optuna.samplers._tpe._truncnorm
+    if getattr(truncnorm._log_ndtr, "hpstudy", False):
+        return True
+    if _optuna_major() != OPTUNA_MAJOR or importlib.util.find_spec("scipy") is None:
+        return False
+    from scipy.special import log_ndtr
+
+    def _log_ndtr(a: np.ndarray) -> np.ndarray:
+        return np.asarray(log_ndtr(np.asarray(a, dtype=float)), dtype=float)
+
+    _log_ndtr.hpstudy = True  # type: ignore[attr-defined]
+    truncnorm._log_ndtr = _log_ndtr
+    return True

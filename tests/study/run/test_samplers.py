@@ -84,9 +84,11 @@ def test_tpe_math_is_optunas_function_vectorized() -> None:
     (its definition, `_log_ndtr_single` over every element) to 1e-7 relative across both tails
     and its branch points; seeded TPE studies still repeat exactly."""
     import numpy as np
-    from optuna.samplers._tpe import _truncnorm
+    import optuna.samplers._tpe._truncnorm
 
-    from study.run.samplers import vectorized_tpe_math
+    from study.stores.optuna_storage import vectorized_tpe_math
+
+    _truncnorm = optuna.samplers._tpe._truncnorm
 
     make_sampler(parse_spec({"name": "x", "space": "full"}))
     assert vectorized_tpe_math() and getattr(_truncnorm._log_ndtr, "hpstudy", False)
