@@ -435,13 +435,13 @@ class SqlClient:
         """Params, metrics (and their latest values) and tags of one run, and with `end`
         (status, end time in ms) its end, in one transaction."""
         known = self._known.get(run_id)
-        if known is not None:
-            known.pending_params, known.pending_latest = {}, {}  # of a batch that failed
+        held: dict[str, str] = {}
+        latest: dict[str, tuple[int, int, float]] = {}
         with self.engine.begin() as conn:
             if params:
-                self._write_params(conn, run_id, params, known)
+                held = self._write_params(conn, run_id, params, known)
             if metrics:
-                self._write_metrics(conn, run_id, metrics, known)
+                latest = self._write_metrics(conn, run_id, metrics, known)
             if tags:
                 last = {t.key: t.value for t in tags}  # the last value of a key repeated in the batch
                 stmt = self._insert(self._tags)
@@ -450,11 +450,13 @@ class SqlClient:
             if end is not None:
                 conn.execute(self._runs.update().where(self._runs.c.run_uuid == run_id).values(status=end[0], end_time=end[1]))
         if known is not None:  # committed: what the run now holds
-            known.commit()
+            known.params.update(held)
+            known.latest.update(latest)
         if end is not None:
             self._known.pop(run_id, None)
 
-    def _write_params(self, conn: Any, run_id: str, params: Sequence[Any], known: _Known | None) -> None:
+    def _write_params(self, conn: Any, run_id: str, params: Sequence[Any], known: _Known | None) -> dict[str, str]:
+        """Write the params the run lacks (a changed one is refused); the batch's params."""
         from sqlalchemy import select
 
         new = {p.key: p.value for p in params}
@@ -462,7 +464,6 @@ class SqlClient:
         have: dict[str, str] = {}
         if known is not None:
             have = {k: known.params[k] for k in new if k in known.params}
-            known.pending_params = new
         else:
             for keys in _chunks(list(new)):
                 have.update(conn.execute(select(c.key, c.value).where(c.run_uuid == run_id, c.key.in_(keys))).all())
@@ -474,8 +475,12 @@ class SqlClient:
         rows = [{"run_uuid": run_id, "key": k, "value": v} for k, v in new.items() if k not in have]
         if rows:
             conn.execute(self._params.insert(), rows)
+        return new
 
-    def _write_metrics(self, conn: Any, run_id: str, metrics: Sequence[Any], known: _Known | None) -> None:
+    def _write_metrics(
+        self, conn: Any, run_id: str, metrics: Sequence[Any], known: _Known | None
+    ) -> dict[str, tuple[int, int, float]]:
+        """Write the metric points and the latest values they change; those latest values."""
         from sqlalchemy import select
 
         points: dict[tuple[str, int, int, float, bool], dict[str, Any]] = {}
@@ -498,8 +503,6 @@ class SqlClient:
                 have.update((k, (s, t, v)) for k, s, t, v in conn.execute(q).all())
         fresh = [row for k, row in latest.items() if k not in have]
         newer = [row for k, row in latest.items() if k in have and (row["step"], row["timestamp"], row["value"]) > have[k]]
-        if known is not None:
-            known.pending_latest = {r["key"]: (r["step"], r["timestamp"], r["value"]) for r in fresh + newer}
         if fresh:
             conn.execute(self._latest.insert(), fresh)
         if newer:
@@ -526,22 +529,16 @@ class SqlClient:
                     for r in newer
                 ],
             )
+        return {r["key"]: (r["step"], r["timestamp"], r["value"]) for r in fresh + newer}
 
 
 @dataclass
 class _Known:
     """What a run this client created holds: its params and each metric's latest (step,
-    timestamp, value); a batch's own changes wait in ``pending_*`` until it commits."""
+    timestamp, value), updated once a batch has committed."""
 
     params: dict[str, str] = field(default_factory=dict)
     latest: dict[str, tuple[int, int, float]] = field(default_factory=dict)
-    pending_params: dict[str, str] = field(default_factory=dict)
-    pending_latest: dict[str, tuple[int, int, float]] = field(default_factory=dict)
-
-    def commit(self) -> None:
-        self.params.update(self.pending_params)
-        self.latest.update(self.pending_latest)
-        self.pending_params, self.pending_latest = {}, {}
 
 
 class _Run:

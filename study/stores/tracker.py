@@ -594,8 +594,7 @@ class MlflowTracker:
         if run is not None and run.incomplete:
             tags[Tag.INCOMPLETE] = "false"
         self._queue_tags(run_id, tags)
-        self._flush_run(run_id)
         from study.record import mlflow_status
 
-        self.client.set_terminated(run_id, status=mlflow_status(record.state), end_time=_ms(record.completed))
+        self._flush_run(run_id, end=(mlflow_status(record.state), _ms(record.completed) or _ms_at(None)))
         return points
