@@ -12,9 +12,10 @@ of 12 metrics reported) for `--trials` trials at concurrency 2, with the same sa
 - ``optuna+sqlite``: plain `study.optimize(n_jobs=2)` in-process with SQLite storage, which
   reports every epoch to Optuna and records nothing in MLflow.
 
-Ray is started once (Ray Tune runs after all runs of the others: its actors' worker processes
-would take the place of the task workers the others reuse), and every MLflow database is created (migrated) before the clock
-starts; each timing is the wall time of one whole study. Prints the median ms per trial of
+Ray is started once (Ray Tune runs after all runs of the others: its actors' worker
+processes would take the place of the task workers the others reuse), and every MLflow
+database is created (migrated) before the clock starts; each timing is the wall time of one
+whole study. Prints the median ms per trial of
 `--repeats` runs and the ratios. Targets (issue 5): hpstudy <= 1/10 of Ray Tune's cost
 and <= plain Optuna with SQLite.
 

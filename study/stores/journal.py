@@ -57,8 +57,8 @@ def snapshot_path(path: str) -> str:
 class JournalFile(JournalFileBackend):
     """Optuna's journal file with page-cache appends, incremental reads and one position."""
 
-    def __init__(self, path: str, lock: Any) -> None:
-        super().__init__(path, lock_obj=lock)
+    def __init__(self, path: str) -> None:
+        super().__init__(path)  # Optuna's lock object goes unused: appends take the flock
         self._log_number_offset = {}  # Optuna's per-line table: unused here
         self._fd = os.open(path, os.O_RDWR | os.O_APPEND)
         self._next = (0, 0)  # (number of the next unread operation, its byte offset)
@@ -112,9 +112,9 @@ class JournalFile(JournalFileBackend):
         return head.hex(), tail.hex()
 
 
-def open_journal(path: str, lock: Any) -> JournalStorage:
+def open_journal(path: str) -> JournalStorage:
     """A `JournalStorage` on the file at `path`, from its snapshot when that is valid."""
-    backend = JournalFile(path, lock)
+    backend = JournalFile(path)
     snap = _read_snapshot(path, backend)
     backend._hold = snap is not None
     storage = JournalStorage(backend)

@@ -50,12 +50,12 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
         path = journal_path(url)
         if url == DEFAULT_STORAGE:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-        # a write holds the lock for about a millisecond, so a lock unchanged for 5 s was left
-        # by a killed driver (Optuna's default waits 30 s before breaking it)
-        lock = JournalFileSymlinkLock(path, grace_period=LOCK_GRACE_SECONDS)
         if _optuna_major() != OPTUNA_MAJOR:  # study.stores.journal reaches into Optuna 5's journal storage
+            # a write holds the lock for about a millisecond, so a lock unchanged for 5 s was
+            # left by a killed driver (Optuna's default waits 30 s before breaking it)
+            lock = JournalFileSymlinkLock(path, grace_period=LOCK_GRACE_SECONDS)
             return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=lock))
-        return open_journal(path, lock)
+        return open_journal(path)
     if _optuna_major() != OPTUNA_MAJOR:
         return optuna.storages.RDBStorage(url)
     return FastReadRDBStorage(url)
@@ -106,11 +106,11 @@ class FastReadRDBStorage(optuna.storages.RDBStorage):
             base = conn.execute(
                 select(t.trial_id, t.number, t.state, t.datetime_start, t.datetime_complete).where(*where).order_by(t.trial_id)
             ).all()
+            if not base:
+                return []
             got: dict[int, dict[str, Any]] = {
                 r[0]: {"params": [], "values": {}, "user": {}, "system": {}, "steps": {}} for r in base
             }
-            if not base:
-                return []
             dists: dict[str, Any] = {}  # one distribution object per distinct JSON
             for tid, name, value, dist in rows(models.TrialParamModel, "param_name", "param_value", "distribution_json"):
                 if dist not in dists:
