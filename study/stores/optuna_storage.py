@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 from study.record import SPEC_DIR, StudyAttr, spec_from_record, stored_spec
 from study.spec import SpecError, StudySpec
 from study.stores import journal
-from study.stores.journal import open_journal
+from study.stores.journal import Shared, open_journal
 from study.stores.uris import DEFAULT_STORAGE, check_storage, file_path, journal_path, mask, resolve, scheme
 
 #: The Optuna major version the internals below were written against.
@@ -73,7 +73,12 @@ class FastReadRDBStorage(optuna.storages.RDBStorage):
     take seconds. The trials built are the same (a test compares them with Optuna's); writes
     are Optuna's. Internals (Optuna 5): `RDBStorage._get_trials`, which `get_all_trials` and
     Optuna's `_CachedStorage` (its incremental reads) call, and the table definitions and
-    stored-value conversions of `optuna.storages._rdb.models`."""
+    stored-value conversions of `optuna.storages._rdb.models`. Attributes' repeated keys and
+    small values are one object each (`study.stores.journal.Shared`), as in the journal's."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.shared = Shared()
 
     def _get_trials(
         self, study_id: int, states: Any, included_trial_ids: set[int], trial_id_greater_than: int
@@ -115,7 +120,7 @@ class FastReadRDBStorage(optuna.storages.RDBStorage):
             for tid, name, value, dist in rows(models.TrialParamModel, "param_name", "param_value", "distribution_json"):
                 if dist not in dists:
                     dists[dist] = json_to_distribution(dist)
-                got[tid]["params"].append((name, value, dists[dist]))
+                got[tid]["params"].append((self.shared.atom(name), value, dists[dist]))
             for tid, objective, value, kind in rows(models.TrialValueModel, "objective", "value", "value_type"):
                 got[tid]["values"][objective] = models.TrialValueModel.stored_repr_to_value(value, kind)
             inter = models.TrialIntermediateValueModel
@@ -123,7 +128,7 @@ class FastReadRDBStorage(optuna.storages.RDBStorage):
                 got[tid]["steps"][step] = inter.stored_repr_to_intermediate_value(value, kind)
             for model, slot in ((models.TrialUserAttributeModel, "user"), (models.TrialSystemAttributeModel, "system")):
                 for tid, key, value in rows(model, "key", "value_json"):
-                    got[tid][slot][key] = json.loads(value)
+                    got[tid][slot][self.shared.atom(key)] = self.shared(json.loads(value))
         out = []
         for tid, number, state, start, complete in base:
             g = got[tid]

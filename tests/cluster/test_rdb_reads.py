@@ -1,7 +1,7 @@
 """`FastReadRDBStorage` against Optuna's own `RDBStorage`, on SQLite and on a real PostgreSQL:
 the trials read back are equal (states, values with infinities, several objectives,
 intermediate values with NaN and infinities, params of every distribution, user and system
-attrs, times), whole and through Optuna's `_CachedStorage` while a study runs (its
+attrs, times; repeated attribute keys one object), whole and through Optuna's `_CachedStorage` while a study runs (its
 incremental reads of new and unfinished trials), and an unknown study is Optuna's KeyError."""
 
 from __future__ import annotations
@@ -82,6 +82,9 @@ def test_trials_read_by_sql_equal_optunas(url: str, id_list: int, monkeypatch: p
     assert _seen(got) == _seen([newest[0], *newest[2:]])
     with pytest.raises(KeyError):
         mine.get_all_trials(sid + 1000)
+    # what every trial repeats is one object, not one per trial (the driver holds these)
+    first, second = (t.user_attrs["config"] for t in mine.get_all_trials(sid, deepcopy=False)[1:3])
+    assert all(any(k is j for j in second) for k in first) and first["none"] is None and first["width"] == [8, 4]
 
 
 def test_a_running_study_reads_the_same_through_optunas_cache(url: str) -> None:
