@@ -437,10 +437,10 @@ class StudyHandle:
         if done and len(self.objectives) == 1:
             sign = -1.0 if direction == "maximize" else 1.0
             top = min(done, key=lambda t: (sign * t.values[0], t.number))
-        from study.query.verdict_report import judge
-
         confirmations = []
         for name in self.optuna.user_attrs.get(StudyAttr.CONFIRMATIONS) or []:
+            from study.query.verdict_report import judge  # SciPy's statistics: only for a confirmed study
+
             try:  # its verdict from its Optuna record, read through the storage already open
                 other, spec = load_sibling(self.optuna, name, self.storage_url)
                 v = judge([TrialRecord.of(t) for t in other.get_trials(deepcopy=False)], spec)

@@ -15,6 +15,7 @@ import datetime
 import importlib.util
 import json
 import os
+import sqlite3
 import uuid
 from typing import Any
 
@@ -58,32 +59,60 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
         return open_journal(path)
     if _optuna_major() != OPTUNA_MAJOR:
         return optuna.storages.RDBStorage(url)
-    return FastReadRDBStorage(url)
+    return FastRDBStorage(url)
 
 
-#: `FastReadRDBStorage` reads the rows of at most this many trials by their ids.
+#: `FastRDBStorage` reads the rows of at most this many trials by their ids.
 _ID_LIST = 500
+#: The states in which a trial may be written (Optuna's `check_trial_is_updatable`).
+_UPDATABLE = [TrialState.RUNNING, TrialState.WAITING]
 
 
-class FastReadRDBStorage(optuna.storages.RDBStorage):
-    """Optuna's database storage whose trials are read with six SQLAlchemy Core queries
-    instead of its ORM: Optuna builds an object per stored row (a trial's params, values, user
-    and system attrs, every epoch's intermediate value), about a millisecond of CPU per trial,
-    which made `study status` and `study best` on a PostgreSQL study of thousands of trials
-    take seconds. The trials built are the same (a test compares them with Optuna's); writes
-    are Optuna's. Internals (Optuna 5): `RDBStorage._get_trials`, which `get_all_trials` and
-    Optuna's `_CachedStorage` (its incremental reads) call, and the table definitions and
-    stored-value conversions of `optuna.storages._rdb.models`. Attributes' repeated keys and
-    small values are one object each (`study.stores.journal.Shared`), as in the journal's."""
+def _pg_insert(table: Any) -> Any:
+    from sqlalchemy.dialects import postgresql
+
+    return postgresql.insert(table)
+
+
+def _sqlite_insert(table: Any) -> Any:
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table)
+
+
+#: INSERT ... ON CONFLICT DO UPDATE, by database (SQLite has it from 3.24).
+_UPSERT = {"postgresql": _pg_insert, **({"sqlite": _sqlite_insert} if sqlite3.sqlite_version_info >= (3, 24, 0) else {})}
+
+
+class FastRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's database storage whose trials are read, and whose running trials' reports,
+    params and attrs are written, with SQLAlchemy Core statements instead of its ORM.
+
+    Optuna's ORM builds an object per stored row (a trial's params, values, user and system
+    attrs, every epoch's intermediate value), about a millisecond of CPU per trial read, which
+    made `study status` and `study best` on a PostgreSQL study of thousands of trials take
+    seconds; and each write of a running trial (an epoch's report, a param, an attr: some
+    twenty a trial) took 3-4 ms of the driver's CPU in the ORM, which made the driver the
+    bottleneck of a PostgreSQL study on many slots. Here a read is six queries, and a write
+    one transaction of its check (the trial exists and runs: Optuna's KeyError and
+    `UpdateFinishedTrialError` otherwise) and its update-or-insert; several attrs are one
+    transaction (`set_trial_user_attrs`). What is stored and read back is Optuna's (tests
+    compare both ways on SQLite and PostgreSQL). Creating studies and trials and finishing
+    trials are Optuna's own code. Internals (Optuna 5): `RDBStorage._get_trials`, which
+    `get_all_trials` and Optuna's `_CachedStorage` (its incremental reads) call,
+    `RDBStorage._set_trial_param` (what `_CachedStorage.set_trial_param` calls), and the table
+    definitions and stored-value conversions of `optuna.storages._rdb.models`. Attributes'
+    repeated keys and small values are one object each (`study.stores.journal.Shared`), as in
+    the journal's."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.shared = Shared()
 
+    # -- reads ---------------------------------------------------------------------------
     def _get_trials(
         self, study_id: int, states: Any, included_trial_ids: set[int], trial_id_greater_than: int
     ) -> list[optuna.trial.FrozenTrial]:
-        from optuna.distributions import json_to_distribution
         from optuna.storages._rdb import models
         from sqlalchemy import or_, select
 
@@ -95,6 +124,28 @@ class FastReadRDBStorage(optuna.storages.RDBStorage):
             included = [i for i in included_trial_ids if i <= trial_id_greater_than]
             newer = t.trial_id > trial_id_greater_than
             where.append(or_(t.trial_id.in_(included), newer) if included else newer)
+        with self.engine.connect() as conn:
+            s = models.StudyModel.__table__.c
+            if conn.execute(select(s.study_id).where(s.study_id == study_id)).first() is None:
+                raise KeyError(models.NOT_FOUND_MSG)
+            return self._read(conn, where)
+
+    def get_trial(self, trial_id: int) -> optuna.trial.FrozenTrial:
+        from optuna.storages._rdb import models
+
+        with self.engine.connect() as conn:
+            found = self._read(conn, [models.TrialModel.__table__.c.trial_id == trial_id])
+        if not found:
+            raise KeyError(models.NOT_FOUND_MSG)
+        return found[0]
+
+    def _read(self, conn: Any, where: list[Any]) -> list[optuna.trial.FrozenTrial]:
+        """The trials matching `where` (clauses on the trials table), by trial id."""
+        from optuna.distributions import json_to_distribution
+        from optuna.storages._rdb import models
+        from sqlalchemy import select
+
+        t = models.TrialModel.__table__.c
 
         def rows(model: Any, *cols: str) -> Any:
             """(trial id, cols...) of a trial's table for the trials read, in stored order: by
@@ -104,31 +155,25 @@ class FastReadRDBStorage(optuna.storages.RDBStorage):
             chosen = list(got) if len(got) <= _ID_LIST else select(t.trial_id).where(*where).scalar_subquery()
             return conn.execute(select(c.trial_id, *(c[k] for k in cols)).where(c.trial_id.in_(chosen)).order_by(key))
 
-        with self.engine.connect() as conn:
-            s = models.StudyModel.__table__.c
-            if conn.execute(select(s.study_id).where(s.study_id == study_id)).first() is None:
-                raise KeyError(models.NOT_FOUND_MSG)
-            base = conn.execute(
-                select(t.trial_id, t.number, t.state, t.datetime_start, t.datetime_complete).where(*where).order_by(t.trial_id)
-            ).all()
-            if not base:
-                return []
-            got: dict[int, dict[str, Any]] = {
-                r[0]: {"params": [], "values": {}, "user": {}, "system": {}, "steps": {}} for r in base
-            }
-            dists: dict[str, Any] = {}  # one distribution object per distinct JSON
-            for tid, name, value, dist in rows(models.TrialParamModel, "param_name", "param_value", "distribution_json"):
-                if dist not in dists:
-                    dists[dist] = json_to_distribution(dist)
-                got[tid]["params"].append((self.shared.atom(name), value, dists[dist]))
-            for tid, objective, value, kind in rows(models.TrialValueModel, "objective", "value", "value_type"):
-                got[tid]["values"][objective] = models.TrialValueModel.stored_repr_to_value(value, kind)
-            inter = models.TrialIntermediateValueModel
-            for tid, step, value, kind in rows(inter, "step", "intermediate_value", "intermediate_value_type"):
-                got[tid]["steps"][step] = inter.stored_repr_to_intermediate_value(value, kind)
-            for model, slot in ((models.TrialUserAttributeModel, "user"), (models.TrialSystemAttributeModel, "system")):
-                for tid, key, value in rows(model, "key", "value_json"):
-                    got[tid][slot][self.shared.atom(key)] = self.shared(json.loads(value))
+        base = conn.execute(
+            select(t.trial_id, t.number, t.state, t.datetime_start, t.datetime_complete).where(*where).order_by(t.trial_id)
+        ).all()
+        if not base:
+            return []
+        got: dict[int, dict[str, Any]] = {r[0]: {"params": [], "values": {}, "user": {}, "system": {}, "steps": {}} for r in base}
+        dists: dict[str, Any] = {}  # one distribution object per distinct JSON
+        for tid, name, value, dist in rows(models.TrialParamModel, "param_name", "param_value", "distribution_json"):
+            if dist not in dists:
+                dists[dist] = json_to_distribution(dist)
+            got[tid]["params"].append((self.shared.atom(name), value, dists[dist]))
+        for tid, objective, value, kind in rows(models.TrialValueModel, "objective", "value", "value_type"):
+            got[tid]["values"][objective] = models.TrialValueModel.stored_repr_to_value(value, kind)
+        inter = models.TrialIntermediateValueModel
+        for tid, step, value, kind in rows(inter, "step", "intermediate_value", "intermediate_value_type"):
+            got[tid]["steps"][step] = inter.stored_repr_to_intermediate_value(value, kind)
+        for model, slot in ((models.TrialUserAttributeModel, "user"), (models.TrialSystemAttributeModel, "system")):
+            for tid, key, value in rows(model, "key", "value_json"):
+                got[tid][slot][self.shared.atom(key)] = self.shared(json.loads(value))
         out = []
         for tid, number, state, start, complete in base:
             g = got[tid]
@@ -150,6 +195,118 @@ class FastReadRDBStorage(optuna.storages.RDBStorage):
                 )
             )
         return out
+
+    # -- writes of a running trial -------------------------------------------------------
+    def _updatable(self, conn: Any, trial_id: int) -> int:
+        """The trial's study id; Optuna's KeyError if there is no such trial, its
+        `UpdateFinishedTrialError` if it has finished."""
+        from optuna.storages._rdb import models
+        from sqlalchemy import select
+
+        t = models.TrialModel.__table__.c
+        row = conn.execute(select(t.state, t.study_id).where(t.trial_id == trial_id)).first()
+        if row is None:
+            raise KeyError(models.NOT_FOUND_MSG)
+        self.check_trial_is_updatable(trial_id, row[0])
+        return int(row[1])
+
+    def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
+        """One statement on PostgreSQL and SQLite: the value inserted (or replaced) only if
+        the trial exists and has not finished; when nothing was written, the check says why."""
+        from optuna.storages._rdb import models
+        from sqlalchemy import insert, literal, select, update
+
+        model = models.TrialIntermediateValueModel
+        stored, kind = model.intermediate_value_to_stored_repr(intermediate_value)
+        iv, t = model.__table__, models.TrialModel.__table__.c
+        if self.engine.name in _UPSERT:
+            upsert = _UPSERT[self.engine.name](iv)
+            cols = ["trial_id", "step", "intermediate_value", "intermediate_value_type"]
+            source = select(
+                t.trial_id,
+                literal(step),
+                literal(stored, iv.c.intermediate_value.type),
+                literal(kind, iv.c.intermediate_value_type.type),
+            ).where(t.trial_id == trial_id, t.state.in_(_UPDATABLE))
+            stmt = upsert.from_select(cols, source).on_conflict_do_update(
+                index_elements=[iv.c.trial_id, iv.c.step],
+                set_={
+                    "intermediate_value": upsert.excluded.intermediate_value,
+                    "intermediate_value_type": upsert.excluded.intermediate_value_type,
+                },
+            )
+            with self.engine.begin() as conn:
+                if conn.execute(stmt).rowcount:
+                    return
+                self._updatable(conn, trial_id)  # raises: no such trial, or finished
+            return
+        with self.engine.begin() as conn:
+            self._updatable(conn, trial_id)
+            changed = conn.execute(
+                update(iv)
+                .where(iv.c.trial_id == trial_id, iv.c.step == step)
+                .values(intermediate_value=stored, intermediate_value_type=kind)
+            ).rowcount
+            if not changed:
+                conn.execute(
+                    insert(iv).values(trial_id=trial_id, step=step, intermediate_value=stored, intermediate_value_type=kind)
+                )
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        self.set_trial_user_attrs(trial_id, {key: value})
+
+    def set_trial_user_attrs(self, trial_id: int, attrs: dict[str, Any]) -> None:
+        """Several user attrs of a running trial in one transaction."""
+        from optuna.storages._rdb import models
+        from sqlalchemy import bindparam, insert, select, update
+
+        table = models.TrialUserAttributeModel.__table__
+        c = table.c
+        with self.engine.begin() as conn:
+            self._updatable(conn, trial_id)
+            stored = set(conn.execute(select(c.key).where(c.trial_id == trial_id, c.key.in_(list(attrs)))).scalars())
+            old = [{"k": k, "v": json.dumps(v)} for k, v in attrs.items() if k in stored]
+            new = [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items() if k not in stored]
+            if old:
+                where = (c.trial_id == trial_id, c.key == bindparam("k"))
+                conn.execute(update(table).where(*where).values(value_json=bindparam("v")), old)
+            if new:
+                conn.execute(insert(table), new)
+
+    def _set_trial_param(
+        self,
+        trial_id: int,
+        param_name: str,
+        param_value_internal: float,
+        distribution: optuna.distributions.BaseDistribution,
+        previous_distribution: optuna.distributions.BaseDistribution | None,
+    ) -> None:
+        from optuna.distributions import check_distribution_compatibility, distribution_to_json, json_to_distribution
+        from optuna.storages._rdb import models
+        from sqlalchemy import insert, select
+
+        p, t = models.TrialParamModel.__table__, models.TrialModel.__table__.c
+        with self.engine.begin() as conn:
+            study_id = self._updatable(conn, trial_id)
+            if previous_distribution is None:  # the param as another trial of the study has it
+                first = conn.execute(
+                    select(p.c.distribution_json)
+                    .join(models.TrialModel.__table__, p.c.trial_id == t.trial_id)
+                    .where(t.study_id == study_id, p.c.param_name == param_name)
+                    .limit(1)
+                ).first()
+                if first is not None:
+                    previous_distribution = json_to_distribution(first[0])
+            if previous_distribution is not None:
+                check_distribution_compatibility(previous_distribution, distribution)
+            conn.execute(
+                insert(p).values(
+                    trial_id=trial_id,
+                    param_name=param_name,
+                    param_value=param_value_internal,
+                    distribution_json=distribution_to_json(distribution),
+                )
+            )
 
 
 def _local(when: datetime.datetime | None) -> datetime.datetime | None:
@@ -247,8 +404,9 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     """Several user attrs of a running trial in one storage write: one append to a journal
     file (one lock, one write), one transaction in a database; Optuna writes each alone.
     Internals (Optuna 5): `Trial.storage`, `Trial._trial_id` and `Trial._cached_frozen_trial`
-    (kept as `Trial.set_user_attr` keeps it), and for a database `_CachedStorage._backend`,
-    `_create_scoped_session` and `RDBStorage._set_trial_attr_without_commit`."""
+    (kept as `Trial.set_user_attr` keeps it), and for a database `_CachedStorage._backend`
+    (`FastRDBStorage.set_trial_user_attrs`; for Optuna's own `RDBStorage`,
+    `_create_scoped_session` and `RDBStorage._set_trial_attr_without_commit`)."""
     if not attrs:
         return
     storage = trial.storage
@@ -262,6 +420,10 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
         from optuna.storages._rdb import models
 
         backend = storage._backend if isinstance(storage, optuna.storages._cached_storage._CachedStorage) else storage
+        if isinstance(backend, FastRDBStorage):
+            backend.set_trial_user_attrs(trial._trial_id, attrs)
+            trial._cached_frozen_trial.user_attrs.update(attrs)
+            return
         if not isinstance(backend, optuna.storages.RDBStorage):
             for k, v in attrs.items():
                 trial.set_user_attr(k, v)

@@ -4,7 +4,8 @@ Optuna storage says what a trial was (its configuration, state, values); MLflow 
 id and every epoch's record. `RunReader` lists a study's trial runs with their latest
 metrics (all of them, or those of a few trials: a query for the best ten reads ten small
 pages, not the whole study; from a SQLite or PostgreSQL store, two queries on its tables and
-no MLflow import, `study.stores.mlflow_sql`), reads metric histories (in parallel: one request per run and
+no MLflow import, `study.stores.mlflow_sql`; from an MLflow server, its REST API without
+importing MLflow where MLflow's client would send the same, `study.stores.mlflow_rest`), reads metric histories (in parallel: one request per run and
 metric), and logs report files to the parent run.
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from study.record import Tag
+from study.stores.mlflow_rest import RestUnavailable, rest_reader
 from study.stores.mlflow_sql import sql_reader
 from study.stores.tracker import child_runs, quiet_mlflow, trial_run_pages
 
@@ -51,6 +53,7 @@ class RunReader:
         self.uri = uri
         self._client: Any = None
         self._sql = sql_reader(uri)  # a database store: its tables read directly, MLflow not imported
+        self._rest = rest_reader(uri) if self._sql is None else None  # a server: its REST API, as above
 
     @property
     def client(self) -> Any:
@@ -76,10 +79,15 @@ class RunReader:
             return _newest(
                 TrialRun(*row) for row in self._sql.trial_runs(parent_run_id, None if numbers is None else list(numbers))
             )
+        wanted = None if numbers is None else sorted({int(n) for n in numbers})
+        if self._rest is not None and (wanted is None or len(wanted) <= MAX_SEARCHES):
+            try:
+                return _newest(TrialRun(*row) for row in self._rest.trial_runs(experiment, parent_run_id, wanted))
+            except RestUnavailable:
+                self._rest = None  # MLflow's client reads from now on (its retries, its errors)
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
             return {}
-        wanted = None if numbers is None else sorted({int(n) for n in numbers})
         if wanted is not None and len(wanted) > MAX_SEARCHES:
             keep = set(wanted)
             return {n: r for n, r in self.trial_runs(experiment, parent_run_id).items() if n in keep}

@@ -1,5 +1,7 @@
-"""`FastReadRDBStorage` against Optuna's own `RDBStorage`, on SQLite and on a real PostgreSQL:
-the trials read back are equal (states, values with infinities, several objectives,
+"""`FastRDBStorage` against Optuna's own `RDBStorage`, on SQLite and on a real PostgreSQL:
+a running trial's writes (reports, params, user attrs one or several at a time) store what
+Optuna's store, with Optuna's errors for a finished or unknown trial and an incompatible
+param; the trials read back are equal (states, values with infinities, several objectives,
 intermediate values with NaN and infinities, params of every distribution, user and system
 attrs, times; repeated attribute keys one object), whole and through Optuna's `_CachedStorage` while a study runs (its
 incremental reads of new and unfinished trials), and an unknown study is Optuna's KeyError."""
@@ -7,6 +9,7 @@ incremental reads of new and unfinished trials), and an unknown study is Optuna'
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +17,25 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from study.stores.optuna_storage import FastReadRDBStorage, open_storage
+from study.stores.optuna_storage import FastRDBStorage, open_storage, set_user_attrs
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'optuna.db'}"
-    pg = request.getfixturevalue("postgres")
-    return str(pg.create_database(f"rdbreads_{abs(hash(str(tmp_path))) % 10**8}"))
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], str]:
+    """New empty databases of one kind: ``database(name)`` returns its storage URL."""
+
+    def make(name: str) -> str:
+        if request.param == "sqlite":
+            return f"sqlite:///{tmp_path / name}.db"
+        pg = request.getfixturevalue("postgres")
+        return str(pg.create_database(f"rdb_{name}_{abs(hash(str(tmp_path))) % 10**8}"))
+
+    return make
+
+
+@pytest.fixture
+def url(database: Callable[[str], str]) -> str:
+    return database("reads")
 
 
 def _fill(storage: Any, n: int) -> optuna.Study:
@@ -69,7 +82,7 @@ def test_trials_read_by_sql_equal_optunas(url: str, id_list: int, monkeypatch: p
     monkeypatch.setattr(optuna_storage, "_ID_LIST", id_list)
     _fill(optuna.storages.RDBStorage(url), 13)
     mine = open_storage(url)
-    assert isinstance(mine, FastReadRDBStorage)
+    assert isinstance(mine, FastRDBStorage)
     theirs = optuna.storages.RDBStorage(url)
     sid = theirs.get_study_id_from_name("s")
     for states in (None, (TrialState.COMPLETE,), (TrialState.RUNNING, TrialState.WAITING)):
@@ -106,3 +119,67 @@ def test_a_running_study_reads_the_same_through_optunas_cache(url: str) -> None:
             running = running[-1:]
         fresh = plain.get_all_trials(study._study_id, deepcopy=False)
         assert _seen(study.get_trials(deepcopy=False)) == _seen(fresh)
+
+
+def _write(storage: Any) -> None:
+    """Every write of a running trial, through Optuna's API: params of three kinds, reports
+    (NaN and infinities among them, one step reported twice), user attrs one at a time and
+    several at once (one overwritten), a system attr; some trials told, one failed."""
+    study = optuna.create_study(study_name="w", storage=storage, sampler=optuna.samplers.RandomSampler(0))
+    for i in range(5):
+        t = study.ask()
+        t.suggest_float("lr", 1e-4, 1.0, log=True)
+        t.suggest_int("depth", 1, 4)
+        t.suggest_categorical("act", ["relu", "tanh"])
+        for step, v in enumerate([0.5 / (i + 1), math.nan, math.inf, -math.inf][: 1 + i % 4], start=1):
+            t.report(v, step)
+        study._storage.set_trial_intermediate_value(t._trial_id, 1, 0.25)  # again: replaces step 1
+        t.set_user_attr("a", {"x": [1, 2], "none": None})
+        set_user_attrs(t, {"a": 3, "b": "text", "c": [0.5, None]})
+        study._storage.set_trial_system_attr(t._trial_id, "sys", i)
+        if i % 3 == 0:
+            study.tell(t, 1.0 / (i + 1))
+        elif i % 3 == 1:
+            study.tell(t, state=TrialState.FAIL)
+
+
+def test_a_running_trials_writes_store_what_optunas_do(database: Callable[[str], str]) -> None:
+    theirs, mine = database("theirs"), database("mine")
+    _write(optuna.storages.RDBStorage(theirs))
+    fast = open_storage(mine)
+    assert isinstance(fast, FastRDBStorage)
+    _write(fast)
+
+    def stored(url: str) -> list[tuple[Any, ...]]:  # read back by Optuna itself; times differ
+        plain = optuna.storages.RDBStorage(url)
+        trials = plain.get_all_trials(plain.get_study_id_from_name("w"), deepcopy=False)
+        return [row[:4] + row[6:] for row in _seen(trials)]
+
+    assert stored(mine) == stored(theirs)
+    assert len(stored(mine)) == 5
+
+
+def test_writes_refuse_what_optuna_refuses(url: str) -> None:
+    study = optuna.create_study(study_name="e", storage=open_storage(url))
+    done = study.ask()
+    done.suggest_float("lr", 0.1, 1.0)
+    study.tell(done, 1.0)
+    running = study.ask()
+    fresh = open_storage(url)  # no cache: the param's distribution is read from the database
+    assert isinstance(fresh, FastRDBStorage)
+    for write in (
+        lambda tid: fresh.set_trial_intermediate_value(tid, 1, 0.5),
+        lambda tid: fresh.set_trial_user_attrs(tid, {"a": 1, "b": 2}),
+        lambda tid: fresh.set_trial_param(tid, "depth", 2, optuna.distributions.IntDistribution(1, 4)),
+    ):
+        with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+            write(done._trial_id)
+        with pytest.raises(KeyError):
+            write(running._trial_id + 1000)
+    with pytest.raises(ValueError, match="Cannot set different distribution kind"):
+        fresh.set_trial_param(running._trial_id, "lr", 0, optuna.distributions.CategoricalDistribution(["a", "b"]))
+    with pytest.raises(KeyError):
+        fresh.get_trial(running._trial_id + 1000)
+    fresh.set_trial_user_attrs(running._trial_id, {"a": 1, "b": 2})
+    assert fresh.get_trial(running._trial_id).user_attrs == {"a": 1, "b": 2}
+    assert optuna.storages.RDBStorage(url).get_trial(running._trial_id).params == {}  # nothing half-written
