@@ -11,12 +11,14 @@ version it was written for (`OPTUNA_MAJOR`); anything else uses Optuna's public 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib.util
 import json
 import os
 import sqlite3
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -197,6 +199,21 @@ class FastRDBStorage(optuna.storages.RDBStorage):
         return out
 
     # -- writes of a running trial -------------------------------------------------------
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Any]:
+        """A transaction, its errors as Optuna's writes have them: a unique key another
+        process wrote at the same time is ignored, any other database error is Optuna's
+        `StorageInternalError`."""
+        from sqlalchemy import exc
+
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except exc.IntegrityError:
+            return
+        except exc.SQLAlchemyError as e:
+            raise optuna.exceptions.StorageInternalError(f"a write to the Optuna database failed: {e}") from e
+
     def _updatable(self, conn: Any, trial_id: int) -> int:
         """The trial's study id; Optuna's KeyError if there is no such trial, its
         `UpdateFinishedTrialError` if it has finished."""
@@ -235,12 +252,12 @@ class FastRDBStorage(optuna.storages.RDBStorage):
                     "intermediate_value_type": upsert.excluded.intermediate_value_type,
                 },
             )
-            with self.engine.begin() as conn:
+            with self._writing() as conn:
                 if conn.execute(stmt).rowcount:
                     return
                 self._updatable(conn, trial_id)  # raises: no such trial, or finished
             return
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             self._updatable(conn, trial_id)
             changed = conn.execute(
                 update(iv)
@@ -262,7 +279,7 @@ class FastRDBStorage(optuna.storages.RDBStorage):
 
         table = models.TrialUserAttributeModel.__table__
         c = table.c
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             self._updatable(conn, trial_id)
             stored = set(conn.execute(select(c.key).where(c.trial_id == trial_id, c.key.in_(list(attrs)))).scalars())
             old = [{"k": k, "v": json.dumps(v)} for k, v in attrs.items() if k in stored]
@@ -286,7 +303,7 @@ class FastRDBStorage(optuna.storages.RDBStorage):
         from sqlalchemy import insert, select
 
         p, t = models.TrialParamModel.__table__, models.TrialModel.__table__.c
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             study_id = self._updatable(conn, trial_id)
             if previous_distribution is None:  # the param as another trial of the study has it
                 first = conn.execute(

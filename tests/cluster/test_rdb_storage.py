@@ -1,9 +1,10 @@
 """`FastRDBStorage` against Optuna's own `RDBStorage`, on SQLite and on a real PostgreSQL:
 a running trial's writes (reports, params, user attrs one or several at a time) store what
 Optuna's store, with Optuna's errors for a finished or unknown trial and an incompatible
-param; the trials read back are equal (states, values with infinities, several objectives,
-intermediate values with NaN and infinities, params of every distribution, user and system
-attrs, times; repeated attribute keys one object), whole and through Optuna's `_CachedStorage` while a study runs (its
+param, and a param written twice ignored as Optuna ignores it; the trials read back are
+equal (states, values with infinities, several objectives, intermediate values with NaN and
+infinities, params of every distribution, user and system attrs, times; repeated attribute
+keys one object), whole and through Optuna's `_CachedStorage` while a study runs (its
 incremental reads of new and unfinished trials), and an unknown study is Optuna's KeyError."""
 
 from __future__ import annotations
@@ -182,4 +183,10 @@ def test_writes_refuse_what_optuna_refuses(url: str) -> None:
         fresh.get_trial(running._trial_id + 1000)
     fresh.set_trial_user_attrs(running._trial_id, {"a": 1, "b": 2})
     assert fresh.get_trial(running._trial_id).user_attrs == {"a": 1, "b": 2}
-    assert optuna.storages.RDBStorage(url).get_trial(running._trial_id).params == {}  # nothing half-written
+    plain = optuna.storages.RDBStorage(url)
+    assert plain.get_trial(running._trial_id).params == {}  # nothing half-written
+    # a param written again (another process at the same time) is ignored, as Optuna ignores it
+    depth = optuna.distributions.IntDistribution(1, 4)
+    for storage, value in ((fresh, 3), (plain, 2), (fresh, 1)):
+        storage.set_trial_param(running._trial_id, "depth", value, depth)
+    assert plain.get_trial(running._trial_id).params == {"depth": 3}
