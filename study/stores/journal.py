@@ -13,8 +13,8 @@ reads Optuna's. What differs from Optuna's `JournalFileBackend`:
   the same journal at the same time would not);
 - reads continue from the last byte read, and only that one position is kept (Optuna keeps
   the offset of every line read: memory that grows with every operation of every trial);
-- repeated keys and small values of the trials' attributes (each trial's ``config`` has some
-  forty keys and mostly the same values) are one object each, not one per trial (`Shared`):
+- the keys and short strings of the trials' attributes (each trial's ``config`` has some
+  forty keys and mostly the same values) are one object each, not one per trial (`shared`):
   the replayed state is what the driver holds per finished trial;
 - a snapshot: replaying 200,000 operations (10,000 trials) takes about 1.6 s of CPU, so
   the replayed state is saved as JSON beside the journal (``<journal>.snapshot``, never a
@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import fcntl
 import json
-import math
 import os
 import threading
 import weakref
 from collections.abc import Generator
 from datetime import datetime
+from sys import intern
 from typing import Any
 
 import optuna
@@ -58,34 +58,25 @@ def snapshot_path(path: str) -> str:
     return path + ".snapshot"
 
 
-class Shared:
-    """One object for each repeated dict key and small value of what is read: the strings of
-    at most `SHORT` characters and the floats (not NaN or -0.0) that came before are
-    returned as the object kept for them (at most `LIMIT` kept, then forgotten at once)."""
+#: Strings up to this long are shared by `shared`.
+SHORT = 64
+_NESTED = (dict, list, str)
 
-    SHORT = 64
-    LIMIT = 1 << 16
 
-    def __init__(self) -> None:
-        self._seen: dict[tuple[type, Any], Any] = {}
-
-    def __call__(self, obj: Any) -> Any:
-        if isinstance(obj, dict):
-            return {self.atom(k): self(v) for k, v in obj.items()}
-        if isinstance(obj, list):
-            return [self(v) for v in obj]
-        return self.atom(obj)
-
-    def atom(self, v: Any) -> Any:
-        t = type(v)
-        if (t is str and len(v) <= self.SHORT) or (t is float and v == v and (v != 0.0 or math.copysign(1.0, v) > 0)):
-            got = self._seen.get((t, v))
-            if got is None:
-                if len(self._seen) >= self.LIMIT:
-                    self._seen.clear()
-                got = self._seen[(t, v)] = v
-            return got
-        return v
+def shared(obj: Any) -> Any:
+    """`obj` (what JSON gives) with its dict keys and its strings of at most `SHORT`
+    characters interned (``sys.intern``: one object for each, kept by the interpreter while
+    used): a trial's config repeats some forty keys and mostly the same strings, which would
+    otherwise be new objects in every trial the replayed state keeps. Numbers and longer
+    strings stay as read."""
+    t = type(obj)
+    if t is dict:
+        return {(intern(k) if type(k) is str else k): (shared(v) if type(v) in _NESTED else v) for k, v in obj.items()}
+    if t is list:
+        return [shared(v) if type(v) in _NESTED else v for v in obj]
+    if t is str and len(obj) <= SHORT:
+        return intern(obj)
+    return obj
 
 
 #: The keys of an operation whose values the replayed state keeps.
@@ -101,7 +92,6 @@ class JournalFile(JournalFileBackend):
         self._fd = os.open(path, os.O_RDWR | os.O_APPEND)
         self._next = (0, 0)  # (number of the next unread operation, its byte offset)
         self._hold = False  # while a snapshot is restored: read nothing
-        self.shared = Shared()
         weakref.finalize(self, os.close, self._fd)
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
@@ -137,9 +127,9 @@ class JournalFile(JournalFileBackend):
                 self._next = (number + 1, offset + stop)
                 for key in _KEPT:
                     if key in log:
-                        log[key] = self.shared(log[key])
+                        log[key] = shared(log[key])
                 if "param_name" in log:
-                    log["param_name"] = self.shared.atom(log["param_name"])
+                    log["param_name"] = shared(log["param_name"])
                 yield log
             else:
                 self._next = (number + 1, offset + stop)
@@ -163,7 +153,7 @@ def open_journal(path: str) -> JournalStorage:
     backend._hold = snap is not None
     storage = JournalStorage(backend)
     if snap is not None:
-        _restore(storage, snap, backend.shared)
+        _restore(storage, snap)
         backend._next = (snap["log_number"], snap["offset"])
         backend._hold = False
     before = storage._replay_result.log_number_read
@@ -244,7 +234,7 @@ def _trial_json(t: FrozenTrial, study_id: int) -> list[Any]:
     ]  # fmt: skip
 
 
-def _restore(storage: JournalStorage, snap: dict[str, Any], shared: Shared) -> None:
+def _restore(storage: JournalStorage, snap: dict[str, Any]) -> None:
     """Fill the storage's (empty) replay result from a snapshot (attributes through `shared`)."""
     r = storage._replay_result
     cache: dict[str, BaseDistribution] = {}
@@ -267,7 +257,7 @@ def _restore(storage: JournalStorage, snap: dict[str, Any], shared: Shared) -> N
         ds = {k: dist(v) for k, v in dists.items()}
         r._trials[tid] = FrozenTrial(
             number, TrialState(state), None, when(start) if start else None, when(done) if done else None,
-            {shared.atom(k): ds[k].to_external_repr(v) for k, v in params.items()}, ds, shared(user_attrs), shared(system_attrs),
+            {shared(k): ds[k].to_external_repr(v) for k, v in params.items()}, ds, shared(user_attrs), shared(system_attrs),
             {int(s): v for s, v in steps}, tid, values=values,
         )  # fmt: skip
         r._trial_id_to_study_id[tid] = sid

@@ -32,7 +32,7 @@ from optuna.trial import TrialState
 from study.record import SPEC_DIR, StudyAttr, spec_from_record, stored_spec
 from study.spec import SpecError, StudySpec
 from study.stores import journal
-from study.stores.journal import Shared, open_journal
+from study.stores.journal import open_journal, shared
 from study.stores.uris import DEFAULT_STORAGE, check_storage, file_path, journal_path, mask, resolve, scheme
 
 #: The Optuna major version the internals below were written against.
@@ -104,12 +104,8 @@ class FastRDBStorage(optuna.storages.RDBStorage):
     `get_all_trials` and Optuna's `_CachedStorage` (its incremental reads) call,
     `RDBStorage._set_trial_param` (what `_CachedStorage.set_trial_param` calls), and the table
     definitions and stored-value conversions of `optuna.storages._rdb.models`. Attributes'
-    repeated keys and small values are one object each (`study.stores.journal.Shared`), as in
-    the journal's."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.shared = Shared()
+    keys and short strings are one object each (`study.stores.journal.shared`), as in the
+    journal's."""
 
     # -- reads ---------------------------------------------------------------------------
     def _get_trials(
@@ -167,7 +163,7 @@ class FastRDBStorage(optuna.storages.RDBStorage):
         for tid, name, value, dist in rows(models.TrialParamModel, "param_name", "param_value", "distribution_json"):
             if dist not in dists:
                 dists[dist] = json_to_distribution(dist)
-            got[tid]["params"].append((self.shared.atom(name), value, dists[dist]))
+            got[tid]["params"].append((shared(name), value, dists[dist]))
         for tid, objective, value, kind in rows(models.TrialValueModel, "objective", "value", "value_type"):
             got[tid]["values"][objective] = models.TrialValueModel.stored_repr_to_value(value, kind)
         inter = models.TrialIntermediateValueModel
@@ -175,7 +171,7 @@ class FastRDBStorage(optuna.storages.RDBStorage):
             got[tid]["steps"][step] = inter.stored_repr_to_intermediate_value(value, kind)
         for model, slot in ((models.TrialUserAttributeModel, "user"), (models.TrialSystemAttributeModel, "system")):
             for tid, key, value in rows(model, "key", "value_json"):
-                got[tid][slot][self.shared.atom(key)] = self.shared(json.loads(value))
+                got[tid][slot][shared(key)] = shared(json.loads(value))
         out = []
         for tid, number, state, start, complete in base:
             g = got[tid]

@@ -114,17 +114,17 @@ _ODD = {"act": "relu", "lr": 0.5, "neg_zero": -0.0, "nan": math.nan, "one": 1, "
 def _odd_trials(storage: Any) -> list[Any]:
     study = optuna.create_study(study_name="odd", storage=storage, load_if_exists=True)
     for _ in range(2):
-        study.enqueue_trial({}, user_attrs={"config": dict(_ODD), "node": "n" * 56})
+        study.enqueue_trial({}, user_attrs={"config": dict(_ODD), "node": "n" * 56, "long": "x" * 100})
         study.tell(study.ask(), 1.0)
     return optuna.load_study(study_name="odd", storage=storage).get_trials(deepcopy=False)
 
 
 @pytest.mark.parametrize("snapshot", [False, True])
 def test_repeated_attribute_keys_and_values_are_one_object_each(tmp_path: Path, snapshot: bool) -> None:
-    """Each trial's config repeats the same keys and mostly the same values: a replay (from
+    """Each trial's config repeats the same keys and mostly the same strings: a replay (from
     the journal or from its snapshot) keeps one object for each, not one per trial, and the
     values stay what was written (-0.0 keeps its sign, NaN stays NaN, 1 stays an int, 1.0 a
-    float, True a bool)."""
+    float, True a bool, a long string equal)."""
     url = f"journal:{tmp_path / 'o.journal'}"
     _odd_trials(open_storage(url))
     if snapshot:
@@ -132,7 +132,7 @@ def test_repeated_attribute_keys_and_values_are_one_object_each(tmp_path: Path, 
     first, second = (t.user_attrs for t in _odd_trials(open_storage(url))[:2])
     a, b = first["config"], second["config"]
     assert [k for k in a if any(k is j for j in b)] == list(_ODD)  # the same key objects
-    assert a["act"] is b["act"] and a["lr"] is b["lr"] and first["node"] is second["node"]
+    assert a["act"] is b["act"] and first["node"] is second["node"] and first["long"] == second["long"] == "x" * 100
     assert math.copysign(1.0, a["neg_zero"]) == -1.0 and math.isnan(a["nan"])
     assert (type(a["one"]), type(a["one_f"]), a["flag"], a["none"]) == (int, float, True, None)
     plain = next(t.user_attrs for t in _optunas(tmp_path / "o.journal")["odd"][3])
