@@ -254,7 +254,7 @@ def _restore(storage: JournalStorage, snap: dict[str, Any]) -> None:
     for sid, trial_ids in snap["study_trials"]:
         r._study_id_to_trial_ids[sid] = list(trial_ids)
     for tid, sid, number, state, values, start, done, params, dists, user_attrs, system_attrs, steps in snap["trials"]:
-        ds = {k: dist(v) for k, v in dists.items()}
+        ds = {shared(k): dist(v) for k, v in dists.items()}
         r._trials[tid] = FrozenTrial(
             number, TrialState(state), None, when(start) if start else None, when(done) if done else None,
             {shared(k): ds[k].to_external_repr(v) for k, v in params.items()}, ds, shared(user_attrs), shared(system_attrs),
