@@ -40,11 +40,14 @@ SLOW_DATA = {"name": "gaussian_mixture", "args": {"n_samples": 1500, "n_features
 
 
 class Watch(Listener):
-    """Records what the driver saw: worker pids, the most trials in flight, epochs per trial."""
+    """Records what the driver saw: worker pids, the most trials started and not ended, the
+    most trials the driver had in flight (submitted, running or queued in Ray) when one ended,
+    epochs per trial."""
 
     def __init__(self) -> None:
         self.pids: dict[int, int] = {}
         self.max_running = 0
+        self.max_in_flight = 0
         self.epochs: dict[int, int] = {}
         self.running: set[int] = set()
 
@@ -58,6 +61,7 @@ class Watch(Listener):
 
     def on_trial_end(self, number: int, outcome: Any, snapshot: Any) -> None:
         self.running.discard(number)
+        self.max_in_flight = max(self.max_in_flight, 1 + sum(r.number != number for r in snapshot.running))
 
 
 def run_on_ray(address: str, spec: dict[str, Any], listener: Listener | None = None, resume: bool = False) -> launching.RunResult:
@@ -112,7 +116,10 @@ def test_n_trials_at_concurrency_2(ray_address: str, workdir: Path, tiny_spec: A
     study, children, client = check_agreement(workdir, "tiny-study")
     assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 6
     assert sum(is_counted(t) for t in study.get_trials()) == 6
-    assert watch.max_running == 2
+    # the driver keeps two trials going (and one queued in Ray: the cluster has 2 CPUs, so a
+    # freed CPU starts the next at once); that two of them overlap on the workers depends on
+    # how fast Ray starts its second worker, which can take longer than a whole tiny trial
+    assert watch.max_in_flight >= 2 and watch.max_running <= 2
     assert os.getpid() not in watch.pids.values()  # trials ran in Ray workers
     for t in study.get_trials():
         assert len(client.get_metric_history(children[t.number].info.run_id, "val_loss")) == 3
