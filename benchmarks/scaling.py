@@ -406,12 +406,12 @@ def process_times(pid: Any) -> tuple[float, float] | None:
     try:
         with open(f"/proc/{int(pid)}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        with open("/proc/stat") as f:
-            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
-    except (OSError, TypeError, ValueError, StopIteration):
+        with open("/proc/uptime") as f:  # not /proc/stat's btime: whole seconds, up to 1 s early
+            uptime = float(f.read().split()[0])
+    except (OSError, TypeError, ValueError, IndexError):
         return None
     tick = os.sysconf("SC_CLK_TCK")
-    return boot + int(fields[19]) / tick, (int(fields[11]) + int(fields[12])) / tick
+    return time.time() - (uptime - int(fields[19]) / tick), (int(fields[11]) + int(fields[12])) / tick
 
 
 def resume_probe(args: argparse.Namespace) -> None:

@@ -80,11 +80,15 @@ class RunReader:
                 TrialRun(*row) for row in self._sql.trial_runs(parent_run_id, None if numbers is None else list(numbers))
             )
         wanted = None if numbers is None else sorted({int(n) for n in numbers})
-        if self._rest is not None and (wanted is None or len(wanted) <= MAX_SEARCHES):
+        if self._rest is not None:
+            few = wanted if wanted is not None and len(wanted) <= MAX_SEARCHES else None  # else every page
             try:
-                return _newest(TrialRun(*row) for row in self._rest.trial_runs(experiment, parent_run_id, wanted))
+                read = _newest(TrialRun(*row) for row in self._rest.trial_runs(experiment, parent_run_id, few))
             except RestUnavailable:
                 self._rest = None  # MLflow's client reads from now on (its retries, its errors)
+            else:
+                keep = set(wanted) if wanted is not None and few is None else None
+                return read if keep is None else {n: r for n, r in read.items() if n in keep}
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
             return {}

@@ -53,8 +53,14 @@ def _comparable(found: dict[int, TrialRun]) -> dict[int, tuple[Any, ...]]:
     }
 
 
-@pytest.mark.parametrize("numbers", [None, [3, 0, 4, 5, 9]])
-def test_runs_read_by_rest_equal_mlflows(runs: tuple[str, str, str], numbers: list[int] | None) -> None:
+@pytest.mark.parametrize("numbers,searches", [(None, 50), ([3, 0, 4, 5, 9], 50), ([3, 0, 4, 5, 9], 2)])
+def test_runs_read_by_rest_equal_mlflows(
+    runs: tuple[str, str, str], numbers: list[int] | None, searches: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A few trials are searched one at a time; past `MAX_SEARCHES` every page is read."""
+    from study.stores import runs as runs_module
+
+    monkeypatch.setattr(runs_module, "MAX_SEARCHES", searches)
     uri, experiment, parent = runs
     fast = RunReader(uri)
     assert isinstance(fast._rest, RestRunReader)
