@@ -255,9 +255,12 @@ def test_resume_after_a_sigkilled_driver_keeps_the_users_model(ray_address: str,
         assert placement["code_sha256"] == trials[0].user_attrs["placement"]["code_sha256"]
         assert "runtime_resources" in Path(placement["code_path"]).parts and folder not in Path(placement["code_path"]).parents
     runs = runs_by_trial(workdir, "um-kill")  # MLflow, repaired by the resume, shows the user's model too
-    assert all("hidden" in r.data.params and "depth" not in r.data.params for r in runs.values()), {
+    drawn = {t.number for t in trials if t.params}  # not a trial the kill caught between its ask and its draw
+    assert counted and all(t.number in drawn for t in counted)
+    assert all("hidden" in r.data.params for n, r in runs.items() if n in drawn), {
         n: (r.data.params, r.data.tags, r.info.status) for n, r in runs.items()
     }
+    assert not [n for n, r in runs.items() if "depth" in r.data.params]  # never the MLP's architecture
     assert sorted(runs) == [t.number for t in trials]
 
 
