@@ -25,7 +25,6 @@ import numpy as np
 import optuna
 import optuna.samplers._tpe._truncnorm  # TPE's log Phi: `vectorized_tpe_math`
 import optuna.storages._cached_storage  # internals used below (Optuna 5)
-import optuna.storages._rdb.storage
 import optuna.study._tell
 from optuna.trial import TrialState
 
@@ -415,35 +414,27 @@ def end_left_running(study: optuna.Study, number: int, attrs: dict[str, Any]) ->
 
 def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     """Several user attrs of a running trial in one storage write: one append to a journal
-    file (one lock, one write), one transaction in a database; Optuna writes each alone.
-    Internals (Optuna 5): `Trial.storage`, `Trial._trial_id` and `Trial._cached_frozen_trial`
-    (kept as `Trial.set_user_attr` keeps it), and for a database `_CachedStorage._backend`
-    (`FastRDBStorage.set_trial_user_attrs`; for Optuna's own `RDBStorage`,
-    `_create_scoped_session` and `RDBStorage._set_trial_attr_without_commit`)."""
+    file (one lock, one write), one transaction in hpstudy's database storage
+    (`FastRDBStorage.set_trial_user_attrs`); Optuna writes each alone, as it does here for any
+    other storage. Internals (Optuna 5): `Trial.storage`, `Trial._trial_id`,
+    `Trial._cached_frozen_trial` (kept as `Trial.set_user_attr` keeps it) and
+    `_CachedStorage._backend`."""
     if not attrs:
         return
     storage = trial.storage
-    if _optuna_major() != OPTUNA_MAJOR or len(attrs) == 1:
+    backend = storage._backend if isinstance(storage, optuna.storages._cached_storage._CachedStorage) else storage
+    if (
+        _optuna_major() != OPTUNA_MAJOR
+        or len(attrs) == 1
+        or not isinstance(backend, (optuna.storages.JournalStorage, FastRDBStorage))
+    ):
         for k, v in attrs.items():
             trial.set_user_attr(k, v)
         return
-    if isinstance(storage, optuna.storages.JournalStorage):
-        journal.set_trial_user_attrs(storage, trial._trial_id, attrs)
+    if isinstance(backend, FastRDBStorage):
+        backend.set_trial_user_attrs(trial._trial_id, attrs)
     else:
-        from optuna.storages._rdb import models
-
-        backend = storage._backend if isinstance(storage, optuna.storages._cached_storage._CachedStorage) else storage
-        if isinstance(backend, FastRDBStorage):
-            backend.set_trial_user_attrs(trial._trial_id, attrs)
-            trial._cached_frozen_trial.user_attrs.update(attrs)
-            return
-        if not isinstance(backend, optuna.storages.RDBStorage):
-            for k, v in attrs.items():
-                trial.set_user_attr(k, v)
-            return
-        with optuna.storages._rdb.storage._create_scoped_session(backend.scoped_session, True) as session:
-            for k, v in attrs.items():
-                backend._set_trial_attr_without_commit(session, models.TrialUserAttributeModel, trial._trial_id, k, v)
+        journal.set_trial_user_attrs(backend, trial._trial_id, attrs)
     trial._cached_frozen_trial.user_attrs.update(attrs)
 
 

@@ -72,7 +72,8 @@ class RunReader:
     def trial_runs(self, experiment: str, parent_run_id: str | None, numbers: Iterable[int] | None = None) -> dict[int, TrialRun]:
         """The study's trial runs by trial number (the newest when a number repeats): all of
         them (every page of the parent's children), or those of the trials `numbers` only
-        (one small search each, `MAX_SEARCHES` at most: MLflow has no ``IN`` for tags)."""
+        (one small search each, `MAX_SEARCHES` at most: MLflow has no ``IN`` for tags; past
+        that, every page is read and the trials asked for kept)."""
         if not parent_run_id:
             return {}
         if self._sql is not None:
@@ -80,25 +81,35 @@ class RunReader:
                 TrialRun(*row) for row in self._sql.trial_runs(parent_run_id, None if numbers is None else list(numbers))
             )
         wanted = None if numbers is None else sorted({int(n) for n in numbers})
-        if self._rest is not None:
-            few = wanted if wanted is not None and len(wanted) <= MAX_SEARCHES else None  # else every page
-            try:
-                read = _newest(TrialRun(*row) for row in self._rest.trial_runs(experiment, parent_run_id, few))
-            except RestUnavailable:
-                self._rest = None  # MLflow's client reads from now on (its retries, its errors)
-            else:
-                keep = set(wanted) if wanted is not None and few is None else None
-                return read if keep is None else {n: r for n, r in read.items() if n in keep}
+        few = wanted if wanted is not None and len(wanted) <= MAX_SEARCHES else None  # None: every page
+        found = self._rest_runs(experiment, parent_run_id, few)
+        if found is None:
+            found = self._client_runs(experiment, parent_run_id, few)
+        if wanted is None or few is not None:
+            return found
+        keep = set(wanted)
+        return {n: r for n, r in found.items() if n in keep}
+
+    def _rest_runs(self, experiment: str, parent_run_id: str, numbers: list[int] | None) -> dict[int, TrialRun] | None:
+        """`trial_runs` through a server's REST API; None when there is none to use, or it
+        failed (MLflow's client reads from then on: its retries, its errors)."""
+        if self._rest is None:
+            return None
+        try:
+            return _newest(TrialRun(*row) for row in self._rest.trial_runs(experiment, parent_run_id, numbers))
+        except RestUnavailable:
+            self._rest = None
+            return None
+
+    def _client_runs(self, experiment: str, parent_run_id: str, numbers: list[int] | None) -> dict[int, TrialRun]:
+        """`trial_runs` through MLflow's client."""
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
             return {}
-        if wanted is not None and len(wanted) > MAX_SEARCHES:
-            keep = set(wanted)
-            return {n: r for n, r in self.trial_runs(experiment, parent_run_id).items() if n in keep}
-        if wanted is None:
+        if numbers is None:
             runs: Iterable[Any] = child_runs(self.client, exp.experiment_id, parent_run_id)
         else:
-            runs = (r for page in self._pool(lambda n: self._runs_of(exp.experiment_id, parent_run_id, n), wanted) for r in page)
+            runs = (r for page in self._pool(lambda n: self._runs_of(exp.experiment_id, parent_run_id, n), numbers) for r in page)
         found = (
             TrialRun(int(n), run.info.run_id, run.info.status, run.info.start_time, dict(run.data.metrics))
             for run in runs
