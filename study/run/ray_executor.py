@@ -7,10 +7,18 @@ one of very fast epochs a few messages instead of one per epoch (each Ray object
 worker and the driver CPU: benchmarks/orchestration_overhead.py).
 
 The dataset is `ray.put` once; every task gets the same reference, so the trials on a node
-read one shared-memory copy. `poll` is a `ray.wait` over the trials' `ObjectRefGenerator`s;
-`cancel` is `ray.cancel` on the generator (the task gets a KeyboardInterrupt between
-Python bytecodes, so a NumPy epoch stops within one BLAS call). Tasks are never retried by
-Ray (``max_retries=0``): a lost worker is a `Died` event and the driver decides.
+read one shared-memory copy. `poll` is a `ray.wait` over the trials' `ObjectRefGenerator`s.
+
+A trial is stopped (pruned, or the study interrupted) through a `StopBoard`, a small actor
+of the driver's: each task asks it once, at its start, to answer when the trial is to stop,
+and between its messages looks (locally, no call) whether the answer has come; the driver
+tells the board and forgets the stream. The task then returns at its next message (within
+`COALESCE_SECONDS` of an epoch's end). `ray.cancel` is kept for a trial past its timeout
+(``force``: the end of its worker process) and for one that has not stopped
+`STOP_GRACE_SECONDS` after it was told: Ray 2.60's driver can abort when a cancellation
+races with the task's completion ("Tried to complete task that was not pending",
+task_manager.cc; seen twice in pruning-heavy studies before the board). Tasks are never
+retried by Ray (``max_retries=0``): a lost worker is a `Died` event and the driver decides.
 
 `start_ray` starts a local Ray (dashboard off, all of this machine's CPUs, worker logs kept
 out of the terminal) or connects to an existing cluster with ``address``. A local Ray is
@@ -19,6 +27,7 @@ watched (`study.run.reaper`): if the driver is killed, its Ray processes die wit
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -28,6 +37,7 @@ from typing import Any
 
 import ray
 from ray.exceptions import RayError, RayTaskError, TaskCancelledError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from study.run import reaper
 from study.run.code import WorkerCode
@@ -43,6 +53,8 @@ _DRAIN_ROUNDS = 16
 TASK_NAME = "hpstudy-trial"
 #: Epochs that end within this many seconds of a trial's last message wait for its next event.
 COALESCE_SECONDS = 0.05
+#: A trial told to stop that still runs after this many seconds is cancelled by Ray.
+STOP_GRACE_SECONDS = 10.0
 
 
 def _thread_env(threads: int) -> dict[str, str]:
@@ -102,6 +114,51 @@ def _coalesced(
         yield held
 
 
+class StopBoard:
+    """Which trials the driver wants stopped. `wait` answers once trial `number` is to stop
+    (True), or is forgotten (False); `stop` may come before the trial's `wait`."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[int, asyncio.Event] = {}
+        self.stopped: set[int] = set()
+
+    async def wait(self, number: int) -> bool:
+        if number not in self.stopped:
+            event = self.waiting.setdefault(number, asyncio.Event())
+            await event.wait()
+        return number in self.stopped
+
+    async def stop(self, number: int) -> None:
+        self.stopped.add(number)
+        if number in self.waiting:
+            self.waiting.pop(number).set()
+
+    async def forget(self, number: int) -> None:
+        """The trial's task has ended: its `wait` answers False, and nothing is kept of it."""
+        self.stopped.discard(number)
+        if number in self.waiting:
+            self.waiting.pop(number).set()
+
+
+def _until_stopped(messages: Iterator[list[Event]], number: int, board: Any) -> Iterator[list[Event]]:
+    """The trial's messages until the board says stop (looked at after each message, with no
+    call: the answer to the one `wait` the task sent is a local object once it comes). A board
+    that is gone (its node lost) stops nothing; the driver's own end ends its tasks anyway."""
+    answer = board.wait.remote(number)
+    try:
+        for message in messages:
+            yield message
+            if answer is not None and ray.wait([answer], timeout=0, fetch_local=False)[0]:
+                try:
+                    if ray.get(answer):
+                        return
+                except RayError:
+                    pass
+                answer = None
+    finally:
+        board.forget.remote(number)
+
+
 @ray.remote(max_retries=0)
 def _run_trial(
     number: int,
@@ -110,15 +167,17 @@ def _run_trial(
     backend: str,
     device: str,
     threads: int,
+    board: Any,
     code: WorkerCode | None = None,
     params: dict[str, Any] | None = None,
 ) -> Any:
-    yield from _coalesced(_placed(trial_events(number, config, data, backend, device, threads, code, params)))
+    events = trial_events(number, config, data, backend, device, threads, code, params)
+    yield from _until_stopped(_coalesced(_placed(events)), number, board)
 
 
 @ray.remote(max_retries=0)
-def _run_fn(fn: TrialFn, number: int, config: TrainConfig, data: Dataset) -> Any:
-    yield from _coalesced(_placed(fn(number, config, data)))
+def _run_fn(fn: TrialFn, number: int, config: TrainConfig, data: Dataset, board: Any) -> Any:
+    yield from _until_stopped(_coalesced(_placed(fn(number, config, data))), number, board)
 
 
 class RayExecutor:
@@ -150,6 +209,9 @@ class RayExecutor:
         self.gpus = gpus
         self.threads = max(1, int(cpus))
         self.streams: dict[int, Any] = {}  # trial number -> ObjectRefGenerator
+        self.stopping: dict[int, tuple[Any, float]] = {}  # told to stop, not yet ended: (generator, when told)
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        self.board: Any = ray.remote(StopBoard).options(num_cpus=0, scheduling_strategy=here).remote()
 
     def capacity(self) -> int:
         """Trials that fit the cluster at once, by CPUs (and GPUs when asked for)."""
@@ -172,9 +234,9 @@ class RayExecutor:
         opts: dict[str, Any] = {"num_cpus": self.cpus, "num_gpus": self.gpus, "name": TASK_NAME}
         if self._fn_ref is not None:
             assert config is not None, "a scripted trial function takes a TrainConfig"
-            gen = _run_fn.options(**opts).remote(self._fn_ref, number, config, self.data_ref)
+            gen = _run_fn.options(**opts).remote(self._fn_ref, number, config, self.data_ref, self.board)
         else:
-            args: tuple[Any, ...] = (number, config, self.data_ref, self.backend, self.device, self.threads)
+            args: tuple[Any, ...] = (number, config, self.data_ref, self.backend, self.device, self.threads, self.board)
             if self.code is not None:
                 args += (self.code, dict(params or {}))
             gen = _run_trial.options(**opts).remote(*args)
@@ -185,6 +247,8 @@ class RayExecutor:
         submission (trial by trial). One `ray.get` and one `ray.wait` a round, whatever the
         number of trials in flight; a failed stream's error is told apart by getting each
         alone."""
+        if self.stopping:
+            self._reap()
         if not self.streams:
             return []
         gens = list(self.streams.values())
@@ -255,25 +319,55 @@ class RayExecutor:
         )
 
     def cancel(self, number: int, force: bool = False) -> None:
-        """Stop a trial: a KeyboardInterrupt in its task (between bytecodes), or with `force`
-        the end of its worker process (a trial stuck in native code past its timeout). A task
-        that has ended is not cancelled: Ray 2.60's driver can abort on a cancellation that
-        races with the task's completion ("Tried to complete task that was not pending",
-        task_manager.cc; seen once here when a pruned trial's epochs arrived after it ended).
-        The window between the check and the cancellation remains."""
-        gen = self.streams.get(number)
-        if gen is not None:
-            self._drop(number)
-            if ray.wait([gen.completed()], timeout=0, fetch_local=False)[0]:
-                return  # it ended already (its last epochs arrived together): nothing to stop
-            try:
-                ray.cancel(gen, force=force)
-            except Exception:  # noqa: BLE001 - already finished
-                pass
+        """Stop a trial: the board tells its task to return at its next message; with `force`
+        (a trial stuck past its timeout) Ray ends its worker process. Its events are dropped."""
+        gen = self.streams.pop(number, None)
+        if gen is None:
+            return
+        if force:
+            self._ray_cancel(gen, force=True)
+        else:
+            self.board.stop.remote(number)
+            self.stopping[number] = (gen, time.monotonic())
+
+    def _reap(self, wait: float = 0.0) -> None:
+        """Forget the stopped trials whose tasks have ended (waiting up to `wait` seconds for
+        them all); cancel by Ray those still running `STOP_GRACE_SECONDS` after they were told
+        (an epoch that long)."""
+        refs = {number: gen.completed() for number, (gen, _) in self.stopping.items()}
+        ended = set(ray.wait(list(refs.values()), num_returns=len(refs), timeout=wait, fetch_local=False)[0])
+        now = time.monotonic()
+        for number, ref in refs.items():
+            gen, told = self.stopping[number]
+            if ref in ended:
+                del self.stopping[number]
+            elif now - told > STOP_GRACE_SECONDS:
+                del self.stopping[number]
+                self._ray_cancel(gen)
+
+    @staticmethod
+    def _ray_cancel(gen: Any, force: bool = False) -> None:
+        """`ray.cancel`, unless the task has ended (a cancellation racing with the task's
+        completion can abort Ray's driver; the window between the look and the call remains)."""
+        if ray.wait([gen.completed()], timeout=0, fetch_local=False)[0]:
+            return
+        try:
+            ray.cancel(gen, force=force)
+        except Exception:  # noqa: BLE001 - already finished
+            pass
 
     def _drop(self, number: int) -> None:
         self.streams.pop(number, None)
 
     def close(self) -> None:
+        """Stop what still runs (through the board, by Ray past `STOP_GRACE_SECONDS`), then
+        end the board."""
         for number in list(self.streams):
             self.cancel(number)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        while self.stopping and time.monotonic() <= deadline:
+            self._reap(wait=max(0.0, deadline - time.monotonic()))
+        for gen, _ in self.stopping.values():
+            self._ray_cancel(gen)
+        self.stopping.clear()
+        ray.kill(self.board)

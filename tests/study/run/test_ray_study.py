@@ -134,9 +134,13 @@ def _cpus_back(n: float, wait: float = 10.0) -> bool:
     return False
 
 
-def test_pruned_trials_stop_early_and_free_their_slot(ray_address: str, workdir: Path, tiny_spec: Any) -> None:
+def test_pruned_trials_stop_early_and_free_their_slot(
+    ray_address: str, workdir: Path, tiny_spec: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # trial 0 learns fast and stops on patience; the slow learners after it are pruned at
-    # epoch 3. Uncancelled, each would hold a CPU for 20000 epochs (half a minute).
+    # epoch 3. Unstopped, each would hold a CPU for 20000 epochs (half a minute). They stop
+    # through the board, never by `ray.cancel` (whose race with a task's completion can abort
+    # Ray's driver).
     spec = tiny_spec(
         dataset=SLOW_DATA,
         trials=4,
@@ -145,6 +149,8 @@ def test_pruned_trials_stop_early_and_free_their_slot(ray_address: str, workdir:
         enqueue=[{"lr": 0.1}, {"lr": 0.001}, {"lr": 0.001}, {"lr": 0.001}],
         pruner={"name": "median", "n_startup_trials": 1, "n_warmup_steps": 3},
     )
+    cancelled: list[Any] = []
+    monkeypatch.setattr(ray, "cancel", lambda *a, **k: cancelled.append(a))
     watch = Watch()
     result = run_on_ray(ray_address, spec, watch)
     study, children, client = check_agreement(workdir, "tiny-study")
@@ -155,33 +161,143 @@ def test_pruned_trials_stop_early_and_free_their_slot(ray_address: str, workdir:
         assert t.user_attrs["pruned_step"] == 3
         assert len(client.get_metric_history(children[t.number].info.run_id, "val_loss")) == 3
     assert result.finished and _cpus_back(2), "a pruned trial's task still holds its CPU"
+    assert cancelled == []
 
 
-def test_a_trial_that_has_ended_is_not_cancelled(
+def _ticks(path: Path, seconds_per_epoch: float) -> Any:
+    """A trial function whose epochs take `seconds_per_epoch` each (in sleeps of 50 ms, between
+    which Ray's KeyboardInterrupt lands) and leave one line each in `path`."""
+    from study.run.events import Epoch, Started
+
+    def fn(number: int, config: Any, data: Any) -> Any:
+        yield Started(number, {"pid": os.getpid()})
+        for epoch in range(1, 10_000):
+            end = time.monotonic() + seconds_per_epoch
+            while time.monotonic() < end:
+                time.sleep(0.05)
+            with open(path, "a") as f:
+                f.write(f"{number} {epoch}\n")
+            yield Epoch(number, epoch, {"val_loss": 1.0})
+
+    return fn
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def _rows(path: Path, number: str) -> int:
+    return sum(line.split()[0] == number for line in path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_a_stopped_trial_returns_at_its_next_message_and_ray_cancel_is_not_used(
     ray_address: str, workdir: Path, tiny_spec: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Stopping a trial whose task has already ended (its last epochs arrived after it ended)
-    asks nothing of Ray: a cancellation racing with a task's completion can abort Ray's
-    driver. A trial still running is cancelled (the test above)."""
+    """`cancel` tells the board: the task returns after the epoch it is in, and its CPU comes
+    back; Ray is asked for nothing, for a running trial or one that has ended. The board
+    answers a `stop` sent before the task's `wait`."""
     from study.run.ray_executor import RayExecutor
     from trainers import TrainConfig
 
     prep = prepare(parse_spec(tiny_spec()))
-    ex = RayExecutor(prep.data)
-    ex.submit(0, TrainConfig(depth=1, width=8, epochs=2))
-    gen = ex.streams[0]
-    ray.wait([gen.completed()], timeout=120)
     cancelled: list[Any] = []
     monkeypatch.setattr(ray, "cancel", lambda *a, **k: cancelled.append(a))
-    ex.cancel(0)
-    assert cancelled == [] and 0 not in ex.streams
-    ex.submit(1, TrainConfig(depth=1, width=8, epochs=20000))
-    running = ex.streams[1]
-    ex.cancel(1)
-    assert len(cancelled) == 1  # running: cancelled
-    monkeypatch.undo()
-    ray.cancel(running)  # for real: the session's cluster gets its CPU back
-    assert _cpus_back(2)
+    ticks = workdir / "ticks.txt"
+    ex = RayExecutor(prep.data, trial_fn=_ticks(ticks, 0.2))
+    try:
+        ex.board.stop.remote(7)  # before the trial's task asks
+        ex.submit(7, TrainConfig(epochs=5))
+        ex.submit(0, TrainConfig(epochs=5))
+        deadline = time.monotonic() + 60
+        while _rows(ticks, "0") < 10 and time.monotonic() < deadline:
+            ex.poll(0.2)
+        assert 0 < _rows(ticks, "7") < 5 and 7 not in ex.streams  # it ended at one of its first messages
+        ex.cancel(0)
+        assert 0 not in ex.streams and 0 in ex.stopping
+        deadline = time.monotonic() + 5
+        while ex.stopping and time.monotonic() < deadline:
+            ex.poll(0.1)
+            time.sleep(0.1)
+        assert not ex.stopping, "the stopped trial's task did not end"
+        ended_at = _lines(ticks)
+        time.sleep(1.0)
+        assert _lines(ticks) == ended_at, "the stopped trial's task is still training"
+        ex.cancel(0)  # already stopped: nothing to do
+        assert cancelled == [] and _cpus_back(2)
+    finally:
+        monkeypatch.undo()
+        ex.close()
+
+
+def test_force_and_a_trial_deaf_to_the_board_are_cancelled_by_ray(
+    ray_address: str, workdir: Path, tiny_spec: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cancel(force=True)` (a trial past its timeout) ends the task through Ray at once; a
+    trial that has not returned `STOP_GRACE_SECONDS` after it was told (an epoch longer than
+    that) is cancelled by Ray; a trial that has ended is never cancelled (the race of a
+    cancellation with a task's completion can abort Ray's driver)."""
+    from study.run import ray_executor
+    from study.run.ray_executor import RayExecutor
+    from trainers import TrainConfig
+
+    prep = prepare(parse_spec(tiny_spec()))
+    monkeypatch.setattr(ray_executor, "STOP_GRACE_SECONDS", 0.5)
+    real_cancel = ray.cancel
+    cancelled: list[bool] = []
+
+    def cancel(gen: Any, force: bool = False, **kw: Any) -> None:
+        cancelled.append(force)
+        real_cancel(gen, force=force, **kw)
+
+    monkeypatch.setattr(ray, "cancel", cancel)
+    ex = RayExecutor(prep.data, trial_fn=_ticks(workdir / "slow.txt", 30.0))
+    try:
+        ex.submit(0, TrainConfig(epochs=5))
+        ex.submit(1, TrainConfig(epochs=5))
+        assert ray.wait([ex.streams[0]._generator_ref], timeout=0)[0] == []
+        time.sleep(2.0)
+        ex.cancel(1, force=True)
+        assert cancelled == [True]
+        ex.cancel(0)  # deaf for 30 s: Ray cancels it after the grace
+        time.sleep(1.0)
+        ex.poll(0.1)
+        assert cancelled == [True, False] and not ex.stopping
+        assert _cpus_back(2), "the cancelled trials still hold their CPUs"
+        done = RayExecutor(prep.data)
+        done.submit(2, TrainConfig(depth=1, width=8, epochs=2))
+        ray.wait([done.streams[2].completed()], timeout=120)
+        done.cancel(2, force=True)
+        done.close()
+        assert cancelled == [True, False]
+    finally:
+        ex.close()
+
+
+def test_the_stop_board() -> None:
+    """`wait` answers True once the trial is stopped (before or after it asks), False once it
+    is forgotten; nothing is kept of a forgotten trial."""
+    import asyncio
+
+    from study.run.ray_executor import StopBoard
+
+    async def scenario() -> None:
+        board = StopBoard()
+        await board.stop(1)
+        assert await board.wait(1) is True  # stopped before it asked
+        waiting = asyncio.ensure_future(board.wait(2))
+        await asyncio.sleep(0.01)
+        assert not waiting.done()
+        await board.stop(2)
+        assert await waiting is True
+        forgotten = asyncio.ensure_future(board.wait(3))
+        await asyncio.sleep(0.01)
+        await board.forget(3)
+        assert await forgotten is False
+        for n in (1, 2):
+            await board.forget(n)
+        assert board.waiting == {} and board.stopped == set()
+
+    asyncio.run(scenario())
 
 
 def test_diverging_lr_ends_as_diverged(ray_address: str, workdir: Path, tiny_spec: Any) -> None:
