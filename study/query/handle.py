@@ -31,7 +31,7 @@ import pandas as pd
 
 from study.record import TEST_METRICS, StudyAttr, TrialAttr, TrialRecord
 from study.spec import SpecError
-from study.stores.optuna_storage import load_sibling, load_stored
+from study.stores.optuna_storage import load_sibling, load_stored, top_trials, user_attr_values
 from study.stores.runs import RunReader, TrialRun
 from study.stores.uris import STORAGE_ENV, TRACKING_ENV, StorageError, TrackingError, check_tracking, from_env, unmasked_tracking
 from trainers import field_names
@@ -261,14 +261,13 @@ class StudyHandle:
         df.attrs.update(attrs)  # objectives, directions, test metrics
         if not runs_read:
             return self._with_runs(df)
-        df.attrs["searched"] = df.attrs["hyperparameters"] = _searched_in(self.optuna.get_trials(deepcopy=False))
+        df.attrs["searched"] = df.attrs["hyperparameters"] = self._searched_all()
         return df
 
     def _top(self, k: int) -> pd.DataFrame:
-        """`best_trials` without a filter: ranked in Optuna, rows built for the `k` shown only."""
-        done = self.optuna.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        sign = -1.0 if self.directions[0] == "maximize" else 1.0
-        top = sorted(done, key=lambda t: (sign * t.values[0], t.number))[:k]
+        """`best_trials` without a filter: ranked in Optuna (in the database, for hpstudy's
+        database storage), rows built for the `k` shown only."""
+        top = top_trials(self.optuna, k)
         df = pd.DataFrame([self._row(t, None) for t in top])
         if df.empty:
             df = pd.DataFrame(columns=["number", "state", "stop_reason", *self._value_columns()])
@@ -282,10 +281,18 @@ class StudyHandle:
         rows = [self._row_runs(row, runs.get(int(row["number"]))) for row in df.to_dict("records")]
         out = pd.DataFrame(rows, columns=list(dict.fromkeys([*df.columns, "run_id", "run_status"]))) if rows else df
         out.attrs.update(df.attrs)
-        out.attrs["searched"] = out.attrs["hyperparameters"] = _searched_in(self.optuna.get_trials(deepcopy=False))
+        out.attrs["searched"] = out.attrs["hyperparameters"] = self._searched_all()
         out.attrs["test_metrics"] = [c for c in TEST_METRICS if c in out and out[c].notna().any()]
         out.attrs["notes"] = [TEST_NOTE] if out.attrs["test_metrics"] else []
         return out
+
+    def _searched_all(self) -> list[str]:
+        """`_searched_in` over every trial: the recorded ``searched`` lists' distinct values
+        when some trial has one (no trial read whole on hpstudy's database storage)."""
+        recorded = [v for v in user_attr_values(self.optuna, TrialAttr.SEARCHED) if isinstance(v, list)]
+        if recorded:
+            return _field_order({str(f) for fields in recorded for f in fields})
+        return _searched_in(self.optuna.get_trials(deepcopy=False))
 
     def pareto_front(self) -> pd.DataFrame:
         """The non-dominated completed trials of a multi-objective study."""
@@ -432,11 +439,9 @@ class StudyHandle:
             )
         else:
             rule = f"{direction} {obj.metric} at each trial's last epoch, one training seed per trial"
-        done = [t for t in self.optuna.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.values]
         top = None
-        if done and len(self.objectives) == 1:
-            sign = -1.0 if direction == "maximize" else 1.0
-            top = min(done, key=lambda t: (sign * t.values[0], t.number))
+        if len(self.objectives) == 1:
+            top = next(iter(top_trials(self.optuna, 1)), None)
         confirmations = []
         for name in self.optuna.user_attrs.get(StudyAttr.CONFIRMATIONS) or []:
             from study.query.verdict_report import judge  # SciPy's statistics: only for a confirmed study

@@ -11,33 +11,32 @@ from collections import Counter
 from typing import Any
 
 import optuna
-from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from study.record import TrialAttr, TrialRecord
+from study.stores.optuna_storage import counts, top_trials, trials_in
 
 
 def best_trials(study: optuna.Study, k: int = 5) -> list[FrozenTrial]:
-    """The `k` best completed trials (the Pareto front for several objectives)."""
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    """The `k` best completed trials, ties by number (the Pareto front for several objectives)."""
     if len(study.directions) > 1:
         return list(study.best_trials)[:k]
-    sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
-    return sorted(done, key=lambda t: sign * float(t.value))[:k]  # type: ignore[arg-type]
+    return top_trials(study, k)
 
 
 def summarize(study: optuna.Study, target: int | None = None) -> dict[str, Any]:
-    trials = study.get_trials(deepcopy=False)
+    """Counts, running trials and the best five: on hpstudy's database storage without
+    reading every trial (`study.stores.optuna_storage.counts`)."""
     running = []
-    for t in trials:
-        if t.state == TrialState.RUNNING:
-            epoch = max(t.intermediate_values) if t.intermediate_values else 0
-            running.append({"number": t.number, "epoch": epoch, "value": t.intermediate_values.get(epoch)})
+    for t in trials_in(study, (TrialState.RUNNING,)):
+        epoch = max(t.intermediate_values) if t.intermediate_values else 0
+        running.append({"number": t.number, "epoch": epoch, "value": t.intermediate_values.get(epoch)})
+    c = counts(study)
     return {
         "name": study.study_name,
-        "states": dict(Counter(t.state.name for t in trials)),
-        "stop_reasons": dict(Counter(t.user_attrs.get(TrialAttr.STOP_REASON, "-") for t in trials if t.state.is_finished())),
-        "finished": sum(TrialRecord.of(t).counted for t in trials),
+        "states": c.states,
+        "stop_reasons": c.stop_reasons,
+        "finished": c.counted,
         "target": target,
         "running": running,
         "best": best_trials(study),

@@ -18,7 +18,9 @@ import json
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,7 +30,7 @@ import optuna.storages._cached_storage  # internals used below (Optuna 5)
 import optuna.study._tell
 from optuna.trial import TrialState
 
-from study.record import SPEC_DIR, StudyAttr, spec_from_record, stored_spec
+from study.record import FINAL_STATES, SPEC_DIR, StudyAttr, TrialAttr, spec_from_record, stored_spec
 from study.spec import SpecError, StudySpec
 from study.stores import journal
 from study.stores.journal import open_journal, shared
@@ -61,6 +63,77 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
     if _optuna_major() != OPTUNA_MAJOR:
         return optuna.storages.RDBStorage(url)
     return FastRDBStorage(url)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """A study's trials counted: by state name, finished ones by stop reason ("-" for none),
+    and those a study's target counts (finished, not superseded by a re-run)."""
+
+    states: dict[str, int]
+    stop_reasons: dict[str, int]
+    counted: int
+
+
+def _unwrap(storage: optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
+    """The storage under Optuna's cache. Internals (Optuna 5): `_CachedStorage._backend`."""
+    return storage._backend if isinstance(storage, optuna.storages._cached_storage._CachedStorage) else storage
+
+
+def _fast(study: optuna.Study) -> FastRDBStorage | None:
+    """hpstudy's database storage under `study`, if that is its storage (`Study._storage`)."""
+    backend = _unwrap(study._storage)
+    return backend if isinstance(backend, FastRDBStorage) else None
+
+
+def counts(study: optuna.Study) -> Counts:
+    """The study's `Counts`: grouped in the database (no trial read) for hpstudy's database
+    storage, from every trial otherwise (a journal is read whole anyway)."""
+    fast = _fast(study)
+    if fast is not None:
+        return fast.counts(study._study_id)
+    trials = study.get_trials(deepcopy=False)
+    finished = [t for t in trials if t.state in FINAL_STATES]
+    return Counts(
+        states=dict(Counter(t.state.name for t in trials)),
+        stop_reasons=dict(Counter(str(t.user_attrs.get(TrialAttr.STOP_REASON, "-")) for t in finished)),
+        counted=sum(not t.user_attrs.get(TrialAttr.RETRIED, False) for t in finished),
+    )
+
+
+def top_trials(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
+    """The `k` best completed trials by the first objective, ties by number: for hpstudy's
+    database storage only those `k` trials are read whole."""
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    fast = _fast(study)
+    if fast is not None:
+        return fast.top(study._study_id, k, maximize)
+    sign = -1.0 if maximize else 1.0
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return sorted(done, key=lambda t: (sign * t.values[0], t.number))[:k]
+
+
+def trials_in(study: optuna.Study, states: Iterable[TrialState]) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials in `states` (by number); for hpstudy's database storage, read
+    without the others (Optuna's cache reads every unfinished and new trial first)."""
+    fast = _fast(study)
+    if fast is not None:
+        return sorted(fast.get_all_trials(study._study_id, deepcopy=False, states=tuple(states)), key=lambda t: t.number)
+    return study.get_trials(deepcopy=False, states=tuple(states))
+
+
+def user_attr_values(study: optuna.Study, key: str) -> list[Any]:
+    """The values user attr `key` takes over the study's trials, each once (a value that is a
+    list or dict is compared by its JSON)."""
+    fast = _fast(study)
+    if fast is not None:
+        return fast.user_attr_values(study._study_id, key)
+    seen: dict[str, Any] = {}
+    for t in study.get_trials(deepcopy=False):
+        if key in t.user_attrs:
+            value = t.user_attrs[key]
+            seen.setdefault(json.dumps(value, sort_keys=True), value)
+    return list(seen.values())
 
 
 #: `FastRDBStorage` reads the rows of at most this many trials by their ids.
@@ -135,6 +208,72 @@ class FastRDBStorage(optuna.storages.RDBStorage):
         if not found:
             raise KeyError(models.NOT_FOUND_MSG)
         return found[0]
+
+    # -- reads of a study's summary (`study status`, `study best`) ----------------------------
+    def counts(self, study_id: int) -> Counts:
+        """`Counts` by three grouped queries, no trial read."""
+        from optuna.storages._rdb import models
+        from sqlalchemy import func, select
+
+        t = models.TrialModel.__table__.c
+        a = models.TrialUserAttributeModel.__table__.c
+        final = list(FINAL_STATES)
+        with self.engine.connect() as conn:
+            states = {
+                (s.name if isinstance(s, TrialState) else str(s)): n
+                for s, n in conn.execute(select(t.state, func.count()).where(t.study_id == study_id).group_by(t.state))
+            }
+            by_key: dict[str, Counter[str]] = {TrialAttr.STOP_REASON: Counter(), TrialAttr.RETRIED: Counter()}
+            rows = conn.execute(
+                select(a.key, a.value_json, func.count())
+                .select_from(models.TrialUserAttributeModel.__table__.join(models.TrialModel.__table__))
+                .where(t.study_id == study_id, t.state.in_(final), a.key.in_(list(by_key)))
+                .group_by(a.key, a.value_json)
+            )
+            for key, value, n in rows:
+                by_key[key][value] += n
+        finished = sum(states.get(s.name, 0) for s in final)
+        reasons = Counter({str(json.loads(v)): n for v, n in by_key[TrialAttr.STOP_REASON].items()})
+        if finished > reasons.total():
+            reasons["-"] += finished - reasons.total()
+        retried = sum(n for v, n in by_key[TrialAttr.RETRIED].items() if json.loads(v))
+        return Counts(states=states, stop_reasons=dict(reasons), counted=finished - retried)
+
+    def top(self, study_id: int, k: int, maximize: bool) -> list[optuna.trial.FrozenTrial]:
+        """The `k` best completed trials by the first objective (ties by number): every
+        completed trial's value read and ranked, then those `k` trials read."""
+        from optuna.storages._rdb import models
+        from sqlalchemy import select
+
+        t = models.TrialModel.__table__.c
+        v = models.TrialValueModel.__table__.c
+        sign = -1.0 if maximize else 1.0
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(t.trial_id, t.number, v.value, v.value_type)
+                .select_from(models.TrialModel.__table__.join(models.TrialValueModel.__table__))
+                .where(t.study_id == study_id, t.state == TrialState.COMPLETE, v.objective == 0)
+            ).all()
+            ranked = sorted(rows, key=lambda r: (sign * models.TrialValueModel.stored_repr_to_value(r[2], r[3]), r[1]))
+            ids = [r[0] for r in ranked[:k]]
+            found = {tr._trial_id: tr for tr in self._read(conn, [t.trial_id.in_(ids)])} if ids else {}
+        return [found[i] for i in ids]
+
+    def user_attr_values(self, study_id: int, key: str) -> list[Any]:
+        """The distinct values of user attr `key` over the study's trials."""
+        from optuna.storages._rdb import models
+        from sqlalchemy import select
+
+        t = models.TrialModel.__table__.c
+        a = models.TrialUserAttributeModel.__table__.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(a.value_json)
+                .select_from(models.TrialUserAttributeModel.__table__.join(models.TrialModel.__table__))
+                .where(t.study_id == study_id, a.key == key)
+                .distinct()
+            )
+            return [json.loads(value) for (value,) in rows]
 
     def _read(self, conn: Any, where: list[Any]) -> list[optuna.trial.FrozenTrial]:
         """The trials matching `where` (clauses on the trials table), by trial id."""
@@ -421,8 +560,7 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     `_CachedStorage._backend`."""
     if not attrs:
         return
-    storage = trial.storage
-    backend = storage._backend if isinstance(storage, optuna.storages._cached_storage._CachedStorage) else storage
+    backend = _unwrap(trial.storage)
     if (
         _optuna_major() != OPTUNA_MAJOR
         or len(attrs) == 1

@@ -190,3 +190,76 @@ def test_writes_refuse_what_optuna_refuses(url: str) -> None:
     for storage, value in ((fresh, 3), (plain, 2), (fresh, 1)):
         storage.set_trial_param(running._trial_id, "depth", value, depth)
     assert plain.get_trial(running._trial_id).params == {"depth": 3}
+
+
+def _summary_study(storage: Any, direction: str) -> optuna.Study:
+    """Trials in every state, values with ties and infinities, stop reasons (one missing),
+    re-run trials (``retried``) and ``searched`` lists as the driver writes them."""
+    study = optuna.create_study(study_name="sum", storage=storage, direction=direction, sampler=optuna.samplers.RandomSampler(0))
+    values = [0.3, 0.1, math.inf, 0.1, -math.inf, 0.2, 0.3, 0.05]
+    for i in range(24):
+        t = study.ask()
+        t.suggest_float("lr", 0.01, 1.0)
+        t.set_user_attr("searched", ["lr"] if i % 3 else ["lr", "depth"])
+        t.set_user_attr("config", {"lr": t.params["lr"], "depth": 1 + i % 3})
+        t.report(float(i), 1)
+        if i % 5 == 4:
+            continue  # RUNNING
+        if i != 7:
+            t.set_user_attr("stop_reason", ["completed", "early_stopped", "pruned", "failed"][i % 4])
+        if i in (2, 8):
+            t.set_user_attr("retried", True)
+        if i == 10:
+            t.set_user_attr("retried", False)
+        if i % 4 == 2:
+            study.tell(t, state=TrialState.PRUNED)
+        elif i % 4 == 3:
+            study.tell(t, state=TrialState.FAIL)
+        else:
+            study.tell(t, values[i % len(values)])
+    study.enqueue_trial({"lr": 0.5})  # left WAITING
+    return study
+
+
+def _kept(trials: list[optuna.trial.FrozenTrial]) -> list[tuple[Any, ...]]:
+    """What a study in two storages has alike (not ids or times)."""
+    return [(t.number, t.state, t.values, t.params, t.user_attrs, t.intermediate_values) for t in trials]
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_summary_reads_equal_those_of_every_trial(
+    url: str, tmp_path: Path, direction: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`counts`, `top_trials`, `trials_in` and `user_attr_values` in the database (grouped
+    queries; only the `k` best trials read whole) give what the same study gives in a journal
+    file, where they are computed from every trial; `study status`'s summary too."""
+    from study.query.status import summarize
+    from study.stores.optuna_storage import counts, top_trials, trials_in, user_attr_values
+
+    fast = _summary_study(open_storage(url), direction)
+    plain = _summary_study(open_storage(f"journal:{tmp_path / 'j.log'}"), direction)
+    assert counts(fast) == counts(plain)
+    c = counts(fast)
+    assert c.states == {"COMPLETE": 10, "PRUNED": 5, "FAIL": 5, "RUNNING": 4, "WAITING": 1}
+    assert c.stop_reasons["-"] == 1 and c.counted == 20 - 2  # trials 2 and 8 re-run
+    read: list[int] = []
+    real = FastRDBStorage._read
+
+    def counted_read(self: Any, conn: Any, where: list[Any]) -> Any:
+        got = real(self, conn, where)
+        read.append(len(got))
+        return got
+
+    monkeypatch.setattr(FastRDBStorage, "_read", counted_read)
+    for k in (1, 3, 6, 50):
+        assert _kept(top_trials(fast, k)) == _kept(top_trials(plain, k)), k
+        assert read[-1] == min(k, 10)  # the k shown, not every completed trial
+    top = top_trials(fast, 10)
+    sign = 1 if direction == "minimize" else -1
+    assert [(sign * t.value, t.number) for t in top] == sorted((sign * t.value, t.number) for t in top)  # type: ignore[operator]
+    assert _kept(trials_in(fast, [TrialState.RUNNING])) == _kept(trials_in(plain, [TrialState.RUNNING]))
+    assert read[-1] == 4  # the running trials only
+    assert sorted(map(str, user_attr_values(fast, "searched"))) == sorted(map(str, user_attr_values(plain, "searched")))
+    assert sorted(user_attr_values(fast, "searched")) == [["lr"], ["lr", "depth"]]
+    a, b = summarize(fast, 30), summarize(plain, 30)
+    assert _kept(a.pop("best")) == _kept(b.pop("best")) and a == b
