@@ -21,10 +21,10 @@ worker loads where it runs (`mode`):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 from study.record import CodeRecord, StudyAttr
+from study.run.worker import WorkerCode
 from study.spec import StudySpec
 from trainers.user_code import is_file_ref, split_ref
 
@@ -34,20 +34,6 @@ MODES = ("local", "ship", "job")
 #: Left out of a shipped folder (besides what its .gitignore leaves out).
 EXCLUDES = [".venv", ".git", "mlruns", "mlflow.db", "mlflow.db-*", ".hpstudy", "__pycache__", ".pytest_cache",
             ".mypy_cache", ".ruff_cache", "*.egg-info", "*-report.html", "*.journal"]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class WorkerCode:
-    """What a worker loads: `role` (``model`` or ``trainer``), the reference as the worker
-    resolves it (`ref`, against its working folder), the folder to import a module from
-    (`base_dir`, None: the worker's own path), and for a trainer function the objective's
-    metric and direction (to check each epoch and find the best)."""
-
-    role: str
-    ref: str
-    base_dir: str | None = None
-    objective: str = "val_loss"
-    direction: str = "minimize"
 
 
 def code_mode(address: str | None) -> str:

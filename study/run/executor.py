@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
-from study.run.code import WorkerCode
 from study.run.events import Died, Event
-from study.run.worker import trial_events
+from study.run.worker import WorkerCode, trial_events
 from trainers import Dataset, TrainConfig
 
 

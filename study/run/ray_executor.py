@@ -1,10 +1,5 @@
-"""Trials as Ray streaming tasks: one remote generator per trial, its events in lists.
-
-A trial's events go out as they come, except epochs that finish within `COALESCE_SECONDS` of
-the trial's last message: those wait for the next event and go with it (`_coalesced`). A
-trial of slow epochs so sends each epoch the moment it ends (the pruner sees it at once), and
-one of very fast epochs a few messages instead of one per epoch (each Ray object costs the
-worker and the driver CPU: benchmarks/orchestration_overhead.py).
+"""Trials as Ray streaming tasks: one remote generator per trial (`study.run.remote`, what
+the workers import), its events in lists (`study.run.remote.coalesced`).
 
 The dataset is `ray.put` once; every task gets the same reference, so the trials on a node
 read one shared-memory copy. `poll` is a `ray.wait` over the trials' `ObjectRefGenerator`s.
@@ -13,7 +8,7 @@ A trial is stopped (pruned, or the study interrupted) through a `StopBoard`, a s
 of the driver's: each task asks it once, at its start, to answer when the trial is to stop,
 and between its messages looks (locally, no call) whether the answer has come; the driver
 tells the board and forgets the stream. The task then returns at its next message (within
-`COALESCE_SECONDS` of an epoch's end). `ray.cancel` is kept for a trial past its timeout
+`study.run.remote.COALESCE_SECONDS` of an epoch's end). `ray.cancel` is kept for a trial past its timeout
 (``force``: the end of its worker process) and for one that has not stopped
 `STOP_GRACE_SECONDS` after it was told: Ray 2.60's driver can abort when a cancellation
 races with the task's completion ("Tried to complete task that was not pending",
@@ -27,12 +22,10 @@ watched (`study.run.reaper`): if the driver is killed, its Ray processes die wit
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import ray
@@ -40,10 +33,10 @@ from ray.exceptions import RayError, RayTaskError, TaskCancelledError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from study.run import reaper
-from study.run.code import WorkerCode
-from study.run.events import Died, Epoch, Event, Failed, Started
+from study.run.events import Died, Event, Failed
 from study.run.executor import TrialFn
-from study.run.worker import trial_events
+from study.run.remote import StopBoard, run_fn, run_trial
+from study.run.worker import WorkerCode
 from study.spec import SpecError
 from trainers import Dataset, TrainConfig
 
@@ -51,8 +44,6 @@ from trainers import Dataset, TrainConfig
 _DRAIN_ROUNDS = 16
 #: The Ray task name of every trial (the trial's number is in its events, not in the name).
 TASK_NAME = "hpstudy-trial"
-#: Epochs that end within this many seconds of a trial's last message wait for its next event.
-COALESCE_SECONDS = 0.05
 #: A trial told to stop that still runs after this many seconds is cancelled by Ray.
 STOP_GRACE_SECONDS = 10.0
 
@@ -82,102 +73,6 @@ def stop_ray() -> None:
     """Stop the Ray that `start_ray` started (and its watcher)."""
     ray.shutdown()
     reaper.release()
-
-
-def _placed(events: Iterator[Event]) -> Iterator[Event]:
-    """The events, with the Ray node id and the GPU ids Ray assigned added to `Started`."""
-    for event in events:
-        if isinstance(event, Started):
-            gpus = ",".join(str(g) for g in ray.get_gpu_ids())
-            node = ray.get_runtime_context().get_node_id()
-            event = dataclasses.replace(
-                event, info={**event.info, "node_id": node, "gpu_ids": gpus, "started_at": f"{time.time():.3f}"}
-            )
-        yield event
-
-
-def _coalesced(
-    events: Iterator[Event], window: float = COALESCE_SECONDS, clock: Callable[[], float] = time.monotonic
-) -> Iterator[list[Event]]:
-    """A trial's events as lists, one Ray object each: an event goes out at once (with any
-    epochs held before it) unless it is an epoch ending within `window` seconds of the last
-    list sent; a held epoch goes with the next event, the trial's end at the latest."""
-    held: list[Event] = []
-    sent = clock()
-    for event in events:
-        held.append(event)
-        now = clock()
-        if not isinstance(event, Epoch) or now - sent >= window:
-            yield held
-            held, sent = [], now
-    if held:
-        yield held
-
-
-class StopBoard:
-    """Which trials the driver wants stopped. `wait` answers once trial `number` is to stop
-    (True), or is forgotten (False); `stop` may come before the trial's `wait`."""
-
-    def __init__(self) -> None:
-        self.waiting: dict[int, asyncio.Event] = {}
-        self.stopped: set[int] = set()
-
-    async def wait(self, number: int) -> bool:
-        if number not in self.stopped:
-            event = self.waiting.setdefault(number, asyncio.Event())
-            await event.wait()
-        return number in self.stopped
-
-    async def stop(self, number: int) -> None:
-        self.stopped.add(number)
-        if number in self.waiting:
-            self.waiting.pop(number).set()
-
-    async def forget(self, number: int) -> None:
-        """The trial's task has ended: its `wait` answers False, and nothing is kept of it."""
-        self.stopped.discard(number)
-        if number in self.waiting:
-            self.waiting.pop(number).set()
-
-
-def _until_stopped(messages: Iterator[list[Event]], number: int, board: Any) -> Iterator[list[Event]]:
-    """The trial's messages until the board says stop (looked at after each message, with no
-    call: the answer to the one `wait` the task sent is a local object once it comes). A board
-    that is gone (its node lost) stops nothing; the driver's own end ends its tasks anyway."""
-    answer = board.wait.remote(number)
-    try:
-        for message in messages:
-            yield message
-            if answer is not None and ray.wait([answer], timeout=0, fetch_local=False)[0]:
-                try:
-                    if ray.get(answer):
-                        return
-                except RayError:
-                    pass
-                answer = None
-    finally:
-        board.forget.remote(number)
-
-
-@ray.remote(max_retries=0)
-def _run_trial(
-    number: int,
-    config: TrainConfig | None,
-    data: Dataset,
-    backend: str,
-    device: str,
-    threads: int,
-    board: Any,
-    code: WorkerCode | None = None,
-    params: dict[str, Any] | None = None,
-) -> Any:
-    events = trial_events(number, config, data, backend, device, threads, code, params)
-    yield from _until_stopped(_coalesced(_placed(events)), number, board)
-
-
-@ray.remote(max_retries=0)
-def _run_fn(fn: TrialFn, number: int, config: TrainConfig, data: Dataset, board: Any) -> Any:
-    yield from _until_stopped(_coalesced(_placed(fn(number, config, data))), number, board)
 
 
 class RayExecutor:
@@ -234,12 +129,12 @@ class RayExecutor:
         opts: dict[str, Any] = {"num_cpus": self.cpus, "num_gpus": self.gpus, "name": TASK_NAME}
         if self._fn_ref is not None:
             assert config is not None, "a scripted trial function takes a TrainConfig"
-            gen = _run_fn.options(**opts).remote(self._fn_ref, number, config, self.data_ref, self.board)
+            gen = run_fn.options(**opts).remote(self._fn_ref, number, config, self.data_ref, self.board)
         else:
             args: tuple[Any, ...] = (number, config, self.data_ref, self.backend, self.device, self.threads, self.board)
             if self.code is not None:
                 args += (self.code, dict(params or {}))
-            gen = _run_trial.options(**opts).remote(*args)
+            gen = run_trial.options(**opts).remote(*args)
         self.streams[number] = gen
 
     def poll(self, timeout: float) -> list[Event]:

@@ -24,16 +24,31 @@ import socket
 import sys
 import traceback
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from study.run.code import WorkerCode
 from study.run.events import Ended, Epoch, Event, Failed, Started
 from trainers import Dataset, TrainConfig, TrainResult, iter_train
 from trainers.backend import mlp_weight_names
 from trainers.user_code import file_sha256, is_file_ref, split_ref
 from trainers.user_trainer import UserTrialResult, iter_user_trial
+
+
+@dataclass(frozen=True)
+class WorkerCode:
+    """What a worker loads: `role` (``model`` or ``trainer``), the reference as the worker
+    resolves it (`ref`, against its working folder), the folder to import a module from
+    (`base_dir`, None: the worker's own path), and for a trainer function the objective's
+    metric and direction (to check each epoch and find the best)."""
+
+    role: str
+    ref: str
+    base_dir: str | None = None
+    objective: str = "val_loss"
+    direction: str = "minimize"
+
 
 NUMPY_WEIGHTS = "weights.npz"
 TORCH_WEIGHTS = "state_dict.pt"

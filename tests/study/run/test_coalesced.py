@@ -1,4 +1,4 @@
-"""How a trial's events are grouped into Ray objects (`study.run.ray_executor._coalesced`), on a
+"""How a trial's events are grouped into Ray objects (`study.run.remote.coalesced`), on a
 scripted clock: slow epochs go out one by one the moment they end, fast ones together, a
 start, an end or a failure at once with whatever epochs wait before it; nothing is lost,
 reordered or duplicated."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from study.run.events import Ended, Epoch, Event, Failed, Started
-from study.run.ray_executor import _coalesced
+from study.run.remote import coalesced
 
 
 def _scripted(times: list[float], events: list[Event]) -> tuple[Iterator[Event], list[float]]:
@@ -27,7 +27,7 @@ def _groups(times: list[float], events: list[Event], window: float = 0.05) -> li
     gen, now = _scripted(times, events)
     out = [
         [type(e).__name__ + (str(e.epoch) if isinstance(e, Epoch) else "") for e in batch]
-        for batch in _coalesced(gen, window, lambda: now[0])
+        for batch in coalesced(gen, window, lambda: now[0])
     ]
     flat = [e for batch in out for e in batch]
     names = [type(e).__name__ + (str(e.epoch) if isinstance(e, Epoch) else "") for e in events]

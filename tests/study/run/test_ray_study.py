@@ -278,7 +278,7 @@ def test_the_stop_board() -> None:
     is forgotten; nothing is kept of a forgotten trial."""
     import asyncio
 
-    from study.run.ray_executor import StopBoard
+    from study.run.remote import StopBoard
 
     async def scenario() -> None:
         board = StopBoard()
