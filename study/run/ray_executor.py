@@ -46,6 +46,8 @@ _DRAIN_ROUNDS = 16
 TASK_NAME = "hpstudy-trial"
 #: A trial told to stop that still runs after this many seconds is cancelled by Ray.
 STOP_GRACE_SECONDS = 10.0
+#: The board forgets ended trials at most this often (one call for all of them).
+FORGET_SECONDS = 1.0
 
 
 def _thread_env(threads: int) -> dict[str, str]:
@@ -106,6 +108,8 @@ class RayExecutor:
         self.streams: dict[int, Any] = {}  # trial number -> ObjectRefGenerator
         self.stopping: dict[int, tuple[Any, float]] = {}  # told to stop, not yet ended: (generator, when told)
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        self.ended: list[int] = []  # trials whose tasks ended since the board last forgot some
+        self.forgot = time.monotonic()
         self.board: Any = ray.remote(StopBoard).options(num_cpus=0, scheduling_strategy=here).remote()
 
     def capacity(self) -> int:
@@ -144,6 +148,9 @@ class RayExecutor:
         alone."""
         if self.stopping:
             self._reap()
+        if self.ended and time.monotonic() - self.forgot >= FORGET_SECONDS:
+            self.board.forget.remote(self.ended)
+            self.ended, self.forgot = [], time.monotonic()
         if not self.streams:
             return []
         gens = list(self.streams.values())
@@ -221,6 +228,7 @@ class RayExecutor:
             return
         if force:
             self._ray_cancel(gen, force=True)
+            self.ended.append(number)
         else:
             self.board.stop.remote(number)
             self.stopping[number] = (gen, time.monotonic())
@@ -236,6 +244,7 @@ class RayExecutor:
             gen, told = self.stopping[number]
             if ref in ended:
                 del self.stopping[number]
+                self.ended.append(number)
             elif now - told > STOP_GRACE_SECONDS:
                 del self.stopping[number]
                 self._ray_cancel(gen)
@@ -252,7 +261,9 @@ class RayExecutor:
             pass
 
     def _drop(self, number: int) -> None:
-        self.streams.pop(number, None)
+        """The trial's stream has ended (or failed): the board forgets it with the next batch."""
+        if self.streams.pop(number, None) is not None:
+            self.ended.append(number)
 
     def close(self) -> None:
         """Stop what still runs (through the board, by Ray past `STOP_GRACE_SECONDS`), then

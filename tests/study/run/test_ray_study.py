@@ -195,7 +195,8 @@ def test_a_stopped_trial_returns_at_its_next_message_and_ray_cancel_is_not_used(
 ) -> None:
     """`cancel` tells the board: the task returns after the epoch it is in, and its CPU comes
     back; Ray is asked for nothing, for a running trial or one that has ended. The board
-    answers a `stop` sent before the task's `wait`."""
+    answers a `stop` sent before the task's `wait`, and keeps nothing of ended trials."""
+    import study.run.ray_executor as ray_executor
     from study.run.ray_executor import RayExecutor
     from trainers import TrainConfig
 
@@ -224,9 +225,53 @@ def test_a_stopped_trial_returns_at_its_next_message_and_ray_cancel_is_not_used(
         assert _lines(ticks) == ended_at, "the stopped trial's task is still training"
         ex.cancel(0)  # already stopped: nothing to do
         assert cancelled == [] and _cpus_back(2)
+        time.sleep(ray_executor.FORGET_SECONDS)
+        ex.poll(0.1)  # the ended trials forgotten in one call: the board holds nothing of them
+        assert ray.get(ex.board.held.remote(), timeout=30) == (0, 0)
     finally:
         monkeypatch.undo()
         ex.close()
+
+
+def _spans(path: Path) -> Any:
+    """A trial function of 40 epochs of 60 ms (each its own message), which writes its start
+    and end times to `path`."""
+    from study.run.events import Epoch, Started
+
+    def fn(number: int, config: Any, data: Any) -> Any:
+        start = time.time()
+        yield Started(number, {"pid": os.getpid()})
+        for epoch in range(1, 41):
+            time.sleep(0.06)
+            yield Epoch(number, epoch, {"val_loss": 1.0})
+        with open(path, "a") as f:
+            f.write(f"{number} {start} {time.time()}\n")
+
+    return fn
+
+
+def test_a_running_trial_keeps_its_cpu(ray_address: str, workdir: Path, tiny_spec: Any) -> None:
+    """On the session's 2 CPUs, a third trial waits for one of the first two to end: a task
+    looking at the stop board between messages never lends its CPU to a queued task (as
+    `ray.wait` or `ray.get` inside a task would, even with a zero timeout)."""
+    from study.run.ray_executor import RayExecutor
+    from trainers import TrainConfig
+
+    prep = prepare(parse_spec(tiny_spec()))
+    spans = workdir / "spans.txt"
+    ex = RayExecutor(prep.data, trial_fn=_spans(spans))
+    try:
+        for n in range(4):
+            ex.submit(n, TrainConfig(epochs=5))
+        deadline = time.monotonic() + 120
+        while ex.streams and time.monotonic() < deadline:
+            ex.poll(0.5)
+    finally:
+        ex.close()
+    rows = [tuple(map(float, line.split())) for line in spans.read_text().splitlines()]
+    assert len(rows) == 4
+    for _, start, _ in rows:  # trials running at the moment this one started, itself included
+        assert sum(s <= start < e for _, s, e in rows) <= 2, rows
 
 
 def test_force_and_a_trial_deaf_to_the_board_are_cancelled_by_ray(
@@ -236,7 +281,7 @@ def test_force_and_a_trial_deaf_to_the_board_are_cancelled_by_ray(
     trial that has not returned `STOP_GRACE_SECONDS` after it was told (an epoch longer than
     that) is cancelled by Ray; a trial that has ended is never cancelled (the race of a
     cancellation with a task's completion can abort Ray's driver)."""
-    from study.run import ray_executor
+    import study.run.ray_executor as ray_executor
     from study.run.ray_executor import RayExecutor
     from trainers import TrainConfig
 
@@ -291,10 +336,9 @@ def test_the_stop_board() -> None:
         assert await waiting is True
         forgotten = asyncio.ensure_future(board.wait(3))
         await asyncio.sleep(0.01)
-        await board.forget(3)
+        await board.forget([3])
         assert await forgotten is False
-        for n in (1, 2):
-            await board.forget(n)
+        await board.forget([1, 2])
         assert board.waiting == {} and board.stopped == set()
 
     asyncio.run(scenario())
