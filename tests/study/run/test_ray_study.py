@@ -282,6 +282,7 @@ def test_force_and_a_trial_deaf_to_the_board_are_cancelled_by_ray(
     that) is cancelled by Ray; a trial that has ended is never cancelled (the race of a
     cancellation with a task's completion can abort Ray's driver)."""
     import study.run.ray_executor as ray_executor
+    from study.run.events import Started
     from study.run.ray_executor import RayExecutor
     from trainers import TrainConfig
 
@@ -299,15 +300,18 @@ def test_force_and_a_trial_deaf_to_the_board_are_cancelled_by_ray(
     try:
         ex.submit(0, TrainConfig(epochs=5))
         ex.submit(1, TrainConfig(epochs=5))
-        assert ray.wait([ex.streams[0]._generator_ref], timeout=0)[0] == []
-        time.sleep(2.0)
+        started: set[int] = set()  # both running (a worker can take seconds to start on a busy machine)
+        deadline = time.monotonic() + 90
+        while started != {0, 1} and time.monotonic() < deadline:
+            started |= {e.number for e in ex.poll(0.5) if isinstance(e, Started)}
+        assert started == {0, 1}
         ex.cancel(1, force=True)
         assert cancelled == [True]
         ex.cancel(0)  # deaf for 30 s: Ray cancels it after the grace
         time.sleep(1.0)
         ex.poll(0.1)
         assert cancelled == [True, False] and not ex.stopping
-        assert _cpus_back(2), "the cancelled trials still hold their CPUs"
+        assert _cpus_back(2, wait=30), "the cancelled trials still hold their CPUs"
         done = RayExecutor(prep.data)
         done.submit(2, TrainConfig(depth=1, width=8, epochs=2))
         ray.wait([done.streams[2].completed()], timeout=120)
