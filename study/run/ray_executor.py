@@ -6,10 +6,11 @@ read one shared-memory copy. `poll` is a `ray.wait` over the trials' `ObjectRefG
 
 A trial is stopped (pruned, or the study interrupted) through a `StopBoard`, a small actor
 of the driver's: each task asks it once, at its start, to answer when the trial is to stop,
-and between its messages looks (locally, no call) whether the answer has come; the driver
-tells the board and forgets the stream. The task then returns at its next message (within
-`study.run.remote.COALESCE_SECONDS` of an epoch's end). `ray.cancel` is kept for a trial past its timeout
-(``force``: the end of its worker process) and for one that has not stopped
+and after each message looks whether the answer has come (a `Future` Ray's callback
+completes: no call); the driver tells the board and forgets the stream. The task then returns
+at its next message (within `study.run.remote.COALESCE_SECONDS` of an epoch's end).
+`ray.cancel` is kept for a trial past its timeout (``force``: the end of its worker process)
+and for one that has not stopped
 `STOP_GRACE_SECONDS` after it was told: Ray 2.60's driver can abort when a cancellation
 races with the task's completion ("Tried to complete task that was not pending",
 task_manager.cc; seen twice in pruning-heavy studies before the board). Tasks are never
@@ -242,12 +243,11 @@ class RayExecutor:
         now = time.monotonic()
         for number, ref in refs.items():
             gen, told = self.stopping[number]
-            if ref in ended:
+            if ref in ended or now - told > STOP_GRACE_SECONDS:
                 del self.stopping[number]
-                self.ended.append(number)
-            elif now - told > STOP_GRACE_SECONDS:
-                del self.stopping[number]
-                self._ray_cancel(gen)
+                self.ended.append(number)  # the board forgets it either way
+                if ref not in ended:
+                    self._ray_cancel(gen)
 
     @staticmethod
     def _ray_cancel(gen: Any, force: bool = False) -> None:

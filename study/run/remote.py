@@ -102,8 +102,8 @@ def until_stopped(messages: Iterator[list[Event]], number: int, board: Any) -> I
     zero timeout, is reported to its raylet as blocked and its CPU lent to the next queued
     task (3,000 trials of 2 s on 64 slots, `benchmarks/scaling.py`: each took 3.5 s instead
     of 2.1 s and the study's efficiency was 0.44 instead of 0.93 when this looked with
-    ``ray.wait``). A board that is gone (its node lost) stops nothing;
-    the driver's own end ends its tasks anyway."""
+    ``ray.wait``). A board that is gone (its node lost) stops nothing; the driver's own end
+    ends its tasks anyway."""
     answer = board.wait.remote(number).future()
     for message in messages:
         yield message

@@ -30,7 +30,7 @@ import optuna.storages._cached_storage  # internals used below (Optuna 5)
 import optuna.study._tell
 from optuna.trial import TrialState
 
-from study.record import FINAL_STATES, SPEC_DIR, StudyAttr, TrialAttr, spec_from_record, stored_spec
+from study.record import FINAL_STATES, SPEC_DIR, StudyAttr, TrialAttr, TrialRecord, spec_from_record, stored_spec
 from study.spec import SpecError, StudySpec
 from study.stores import journal
 from study.stores.journal import open_journal, shared
@@ -93,11 +93,10 @@ def counts(study: optuna.Study) -> Counts:
     if fast is not None:
         return fast.counts(study._study_id)
     trials = study.get_trials(deepcopy=False)
-    finished = [t for t in trials if t.state in FINAL_STATES]
     return Counts(
         states=dict(Counter(t.state.name for t in trials)),
-        stop_reasons=dict(Counter(str(t.user_attrs.get(TrialAttr.STOP_REASON, "-")) for t in finished)),
-        counted=sum(not t.user_attrs.get(TrialAttr.RETRIED, False) for t in finished),
+        stop_reasons=dict(Counter(str(t.user_attrs.get(TrialAttr.STOP_REASON, "-")) for t in trials if t.state in FINAL_STATES)),
+        counted=sum(TrialRecord.of(t).counted for t in trials),
     )
 
 
@@ -236,7 +235,7 @@ class FastRDBStorage(optuna.storages.RDBStorage):
         reasons = Counter({str(json.loads(v)): n for v, n in by_key[TrialAttr.STOP_REASON].items()})
         if finished > reasons.total():
             reasons["-"] += finished - reasons.total()
-        retried = sum(n for v, n in by_key[TrialAttr.RETRIED].items() if json.loads(v))
+        retried = sum(n for v, n in by_key[TrialAttr.RETRIED].items() if json.loads(v))  # `TrialRecord.counted` in SQL
         return Counts(states=states, stop_reasons=dict(reasons), counted=finished - retried)
 
     def top(self, study_id: int, k: int, maximize: bool) -> list[optuna.trial.FrozenTrial]:
