@@ -167,9 +167,9 @@ def run_study(
         ex = RayExecutor(p.data, trial_fn=trial_fn)
         return ex, ex.close
 
-    t0 = time.perf_counter()
+    t0, w0 = time.perf_counter(), time.time()
     result = drive(prep, executor=executor, listener=listener, say=lambda m: None)
-    dt = time.perf_counter() - t0
+    dt, w1 = time.perf_counter() - t0, time.time()
     done = [t for t in result.study.get_trials(deepcopy=False) if t.state.is_finished()]
     complete = [t for t in done if t.state.name == "COMPLETE"]
     if strict:
@@ -188,6 +188,14 @@ def run_study(
     LAST["queued"] = statistics.mean(s - a for a, s, _ in started) if started else math.nan
     LAST["ran"] = statistics.mean(e - s for _, s, e in started) if started else math.nan
     LAST["busy"] = sum(held) / (slots * dt)
+    if started:  # where the wall time went besides the trials: before the first start, after the last tell
+        starts, tells = sorted(s for _, s, _ in started), sorted(e for _, _, e in started)
+        LAST["phases"] = {
+            "to_first_start": round(starts[0] - w0, 3),  # open the study, ask, submit, Ray's first lease
+            "to_all_slots_busy": round(starts[min(slots, len(starts)) - 1] - w0, 3),  # the ramp
+            "last_wave": round(tells[-1] - tells[max(0, len(tells) - slots)], 3),  # the last `slots` tells
+            "after_last_tell": round(w1 - tells[-1], 3),  # close: the board, MLflow's end, the snapshot
+        }
     LAST["completed"] = len(complete)
     LAST["study"] = result.study
     return dt
@@ -522,7 +530,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             out["writer_processes"] = len(peaks)
             out.update(ideal_s=round(ideal, 3), wall_s=round(wall, 3), efficiency=round(ideal / wall, 4))
             out.update(held_s=round(LAST["held"], 4), busy=round(LAST["busy"], 4), completed=LAST["completed"])
-            out.update(queued_s=round(LAST["queued"], 4), ran_s=round(LAST["ran"], 4))
+            out.update(queued_s=round(LAST["queued"], 4), ran_s=round(LAST["ran"], 4), phases_s=LAST.get("phases"))
             out["driver_rss_mb_by_finished"] = spread(meter.samples, 1)
             out["writer_rss_mb_by_finished"] = spread(meter.samples, 2)
             out["driver_rss_kb_per_trial"] = slope_kb(meter.samples, 1, args.trials)
