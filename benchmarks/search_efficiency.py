@@ -21,7 +21,9 @@ per trial), two trials at a time, maximizing validation accuracy:
 - candidates for the default (``--methods``): ``tpe-median`` (the default before issue 11:
   TPE + median pruner with 4 startup trials and 2 warm-up epochs), ``tpe-sh`` (TPE +
   successive halving, min_resource 1, reduction factor 3), ``tpe-hyperband``, ``random-sh``
-  (random sampler + successive halving), each through the engine.
+  (random sampler + successive halving), ``tpe-sh4`` (reduction factor 4 from epoch 1:
+  Ray Tune's ASHA rungs 1, 4, 16), ``tpe-indep`` (independent TPE without the constant liar,
+  as Ray Tune's `OptunaSearch` samples, with the default pruner), each through the engine.
 
 Budget: ``--budget E`` epochs for each study (``E x multiple`` for ``random-2x``/``-4x``);
 a study stops once it has trained that many epochs (trials in flight then are stopped, as
@@ -94,6 +96,11 @@ METHODS: dict[str, Method] = {
     "tpe-sh": Method("engine", 1, {"sampler": "tpe", "pruner": {"name": "successive_halving", "min_resource": 1}}),
     "tpe-hyperband": Method("engine", 1, {"sampler": "tpe", "pruner": {"name": "hyperband"}}),
     "random-sh": Method("engine", 1, {"sampler": "random", "pruner": {"name": "successive_halving", "min_resource": 1}}),
+    # Ray Tune's ASHA schedule (rungs 1, 4, 16) and its independent TPE, through the engine
+    "tpe-sh4": Method(
+        "engine", 1, {"sampler": "tpe", "pruner": {"name": "successive_halving", "min_resource": 1, "reduction_factor": 4}}
+    ),
+    "tpe-indep": Method("engine", 1, {"sampler": {"name": "tpe", "multivariate": False, "constant_liar": False}}),
 }
 
 
