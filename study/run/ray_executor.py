@@ -23,20 +23,22 @@ watched (`study.run.reaper`): if the driver is killed, its Ray processes die wit
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
 import ray
-from ray.exceptions import RayError, RayTaskError, TaskCancelledError
+from ray.exceptions import RayActorError, RayError, RayTaskError, TaskCancelledError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from study.run import reaper
-from study.run.events import Died, Event, Failed
+from study.run.events import Died, Event, Failed, Started
 from study.run.executor import TrialFn
-from study.run.remote import StopBoard, run_fn, run_trial
+from study.run.remote import StopBoard, TrialSlot, run_fn, run_trial
 from study.run.worker import WorkerCode
 from study.spec import SpecError
 from trainers import Dataset, TrainConfig
@@ -49,6 +51,18 @@ TASK_NAME = "hpstudy-trial"
 STOP_GRACE_SECONDS = 10.0
 #: The board forgets ended trials at most this often (one call for all of them).
 FORGET_SECONDS = 1.0
+#: How long the cluster's capacity, which caps the number of slots, is taken as known.
+CAPACITY_SECONDS = 5.0
+
+
+@dataclasses.dataclass(eq=False)
+class Slot:
+    """A `TrialSlot` actor: `ready` is its ``__ray_ready__`` reference until it has started,
+    `trial` the trial it runs (None: idle)."""
+
+    actor: Any
+    ready: Any = None
+    trial: int | None = None
 
 
 def _thread_env(threads: int) -> dict[str, str]:
@@ -95,6 +109,7 @@ class RayExecutor:
         trial_fn: TrialFn | None = None,
         code: WorkerCode | None = None,
         local: bool = False,
+        slots: bool | None = None,
     ) -> None:
         self.data_ref = ray.put(data)
         self.local = local  # the Ray this driver started on this machine
@@ -112,6 +127,14 @@ class RayExecutor:
         self.ended: list[int] = []  # trials whose tasks ended since the board last forgot some
         self.forgot = time.monotonic()
         self.board: Any = ray.remote(StopBoard).options(num_cpus=0, scheduling_strategy=here).remote()
+        # trials run on slots (`TrialSlot` actors, one trial after another) unless they ask for
+        # GPUs (`slots=False`: a Ray task each)
+        self.slots = gpus == 0 if slots is None else slots
+        self.pool: list[Slot] = []
+        self.waiting: OrderedDict[int, tuple[str, tuple[Any, ...]]] = OrderedDict()  # submitted, no slot yet
+        self.on_slot: dict[int, Slot] = {}  # trial number -> its slot
+        self.unstarted: dict[int, tuple[str, tuple[Any, ...]]] = {}  # on a slot, its `Started` not seen yet
+        self._cap, self._cap_at = 0, -CAPACITY_SECONDS
 
     def capacity(self) -> int:
         """Trials that fit the cluster at once, by CPUs (and GPUs when asked for)."""
@@ -128,19 +151,78 @@ class RayExecutor:
         return max(1, concurrency // 8) if concurrency >= self.capacity() else 0
 
     def submit(self, number: int, config: TrainConfig | None, params: Mapping[str, Any] | None = None) -> None:
-        # One task name for every trial: Ray's driver keeps a metrics series per task name for
-        # good, about 3 kB each (a driver's RSS grew 19.7 kB per trial with a name per trial and
-        # 9.2 kB with one: 2,000 zero-length trials on a local Ray of 16 CPUs)
-        opts: dict[str, Any] = {"num_cpus": self.cpus, "num_gpus": self.gpus, "name": TASK_NAME}
         if self._fn_ref is not None:
             assert config is not None, "a scripted trial function takes a TrainConfig"
-            gen = run_fn.options(**opts).remote(self._fn_ref, number, config, self.data_ref, self.board)
+            call: tuple[str, tuple[Any, ...]] = ("run_fn", (self._fn_ref, number, config, self.data_ref, self.board))
         else:
             args: tuple[Any, ...] = (number, config, self.data_ref, self.backend, self.device, self.threads, self.board)
             if self.code is not None:
                 args += (self.code, dict(params or {}))
-            gen = run_trial.options(**opts).remote(*args)
-        self.streams[number] = gen
+            call = ("run_trial", args)
+        if self.slots:
+            self.waiting[number] = call
+            self._dispatch()
+            return
+        # One task name for every trial: Ray's driver keeps a metrics series per task name for
+        # good, about 3 kB each (a driver's RSS grew 19.7 kB per trial with a name per trial and
+        # 9.2 kB with one: 2,000 zero-length trials on a local Ray of 16 CPUs)
+        opts: dict[str, Any] = {"num_cpus": self.cpus, "num_gpus": self.gpus, "name": TASK_NAME}
+        task = run_fn if call[0] == "run_fn" else run_trial
+        self.streams[number] = task.options(**opts).remote(*call[1])
+
+    def _dispatch(self) -> None:
+        """Start waiting trials on idle slots, and new slots for those left (up to what the
+        cluster holds; a slot that cannot be placed yet waits for a CPU like a queued task)."""
+        if not self.waiting:
+            return
+        starting = [slot for slot in self.pool if slot.ready is not None]
+        if starting:
+            up = set(ray.wait([slot.ready for slot in starting], num_returns=len(starting), timeout=0, fetch_local=False)[0])
+            for slot in starting:
+                if slot.ready in up:
+                    try:
+                        ray.get(slot.ready)
+                        slot.ready = None
+                    except RayError:  # it died starting (its node lost): another takes its place
+                        self.pool.remove(slot)
+        for slot in self.pool:
+            if not self.waiting:
+                return
+            if slot.ready is None and slot.trial is None:
+                self._start(slot, *self.waiting.popitem(last=False))
+        more = min(len(self.waiting) - sum(slot.ready is not None for slot in self.pool), self._room())
+        for _ in range(more):
+            actor = TrialSlot.options(num_cpus=self.cpus, num_gpus=self.gpus).remote()  # type: ignore[attr-defined]
+            self.pool.append(Slot(actor, actor.__ray_ready__.remote()))
+
+    def _room(self) -> int:
+        """How many more slots the cluster holds (its capacity, looked up every few seconds)."""
+        if time.monotonic() - self._cap_at >= CAPACITY_SECONDS:
+            self._cap, self._cap_at = self.capacity(), time.monotonic()
+        return self._cap - len(self.pool)
+
+    def _start(self, slot: Slot, number: int, call: tuple[str, tuple[Any, ...]]) -> None:
+        method = getattr(slot.actor, call[0])
+        self.streams[number] = method.remote(*call[1])
+        slot.trial = number
+        self.on_slot[number] = slot
+        self.unstarted[number] = call
+
+    def _release(self, number: int, kill: bool = False) -> None:
+        """Trial `number` no longer runs on its slot: the slot is idle again, or (`kill`: the
+        trial would not stop, or the slot's process is lost) ended and dropped from the pool."""
+        self.unstarted.pop(number, None)
+        slot = self.on_slot.pop(number, None)
+        if slot is None:
+            return
+        slot.trial = None
+        if kill:
+            if slot in self.pool:
+                self.pool.remove(slot)
+            try:
+                ray.kill(slot.actor)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
 
     def poll(self, timeout: float) -> list[Event]:
         """Every event that is ready, waiting up to `timeout` for the first, in the order of
@@ -152,12 +234,18 @@ class RayExecutor:
         if self.ended and time.monotonic() - self.forgot >= FORGET_SECONDS:
             self.board.forget.remote(self.ended)
             self.ended, self.forgot = [], time.monotonic()
-        if not self.streams:
+        self._dispatch()
+        starting = [slot.ready for slot in self.pool if slot.ready is not None] if self.waiting else []
+        if not self.streams and not starting:
             return []
         gens = list(self.streams.values())
-        ready, _ = ray.wait(gens, num_returns=len(gens), timeout=0)
-        if not ready:
-            ready, _ = ray.wait(gens, num_returns=1, timeout=timeout)
+        ready, _ = ray.wait(gens, num_returns=len(gens), timeout=0) if gens else ([], [])
+        if not ready:  # wait for a trial's message, or for a slot a waiting trial needs
+            ready, _ = ray.wait(gens + starting, num_returns=1, timeout=timeout, fetch_local=False)
+            if starting:
+                self._dispatch()
+                slot_refs = {id(r) for r in starting}
+                ready = [r for r in ready if id(r) not in slot_refs]
         order = {number: i for i, number in enumerate(self.streams)}
         got: dict[int, list[Event]] = {}
         for _ in range(_DRAIN_ROUNDS):  # every event already there, not one per stream and turn
@@ -178,16 +266,31 @@ class RayExecutor:
             except RayError:
                 for number, ref in zip(numbers, refs, strict=True):
                     self._get(number, ref, got.setdefault(number, []))
+            if self.unstarted:
+                for number in numbers:
+                    if number in self.unstarted and any(isinstance(e, Started) for e in got.get(number, ())):
+                        del self.unstarted[number]
             more = [self.streams[n] for n in numbers if n in self.streams]
             ready = ray.wait(more, num_returns=len(more), timeout=0)[0] if more else []
+        self._dispatch()  # the slots freed in this round take the trials waiting
         # by submission: a trial's end comes before the start of the trial queued behind it
-        return [e for n in sorted(got, key=order.__getitem__) for e in got[n]]
+        return [e for n in sorted(got, key=order.__getitem__) for e in got[n] if n in order]
 
     def _get(self, number: int, ref: Any, events: list[Event]) -> None:
         try:
             events.extend(ray.get(ref))
         except TaskCancelledError:
             self._drop(number)
+        except RayActorError as e:  # the slot's process or node is lost
+            call = self.unstarted.get(number)
+            self.streams.pop(number, None)
+            self._release(number, kill=True)
+            if call is not None and not events:  # it never started: it runs on another slot, unharmed
+                self.waiting[number] = call
+                self.waiting.move_to_end(number, last=False)
+            else:
+                self.ended.append(number)
+                events.append(Died(number, f"{type(e).__name__}: {str(e).strip().splitlines()[0]}"))
         except RayTaskError as e:  # the task body raised outside the trainer
             self._drop(number)
             events.append(Failed(number, str(e).strip().splitlines()[-1]))
@@ -223,12 +326,15 @@ class RayExecutor:
 
     def cancel(self, number: int, force: bool = False) -> None:
         """Stop a trial: the board tells its task to return at its next message; with `force`
-        (a trial stuck past its timeout) Ray ends its worker process. Its events are dropped."""
+        (a trial stuck past its timeout) Ray ends its worker process (its slot's). Its events
+        are dropped. A trial still waiting for a slot is just forgotten."""
+        if self.waiting.pop(number, None) is not None:
+            return
         gen = self.streams.pop(number, None)
         if gen is None:
             return
         if force:
-            self._ray_cancel(gen, force=True)
+            self._end(number, gen, force=True)
             self.ended.append(number)
         else:
             self.board.stop.remote(number)
@@ -236,7 +342,7 @@ class RayExecutor:
 
     def _reap(self, wait: float = 0.0) -> None:
         """Forget the stopped trials whose tasks have ended (waiting up to `wait` seconds for
-        them all); cancel by Ray those still running `STOP_GRACE_SECONDS` after they were told
+        them all); end by Ray those still running `STOP_GRACE_SECONDS` after they were told
         (an epoch that long)."""
         refs = {number: gen.completed() for number, (gen, _) in self.stopping.items()}
         ended = set(ray.wait(list(refs.values()), num_returns=len(refs), timeout=wait, fetch_local=False)[0])
@@ -246,14 +352,20 @@ class RayExecutor:
             if ref in ended or now - told > STOP_GRACE_SECONDS:
                 del self.stopping[number]
                 self.ended.append(number)  # the board forgets it either way
-                if ref not in ended:
-                    self._ray_cancel(gen)
+                if ref in ended:
+                    self._release(number)
+                else:
+                    self._end(number, gen)
 
-    @staticmethod
-    def _ray_cancel(gen: Any, force: bool = False) -> None:
-        """`ray.cancel`, unless the task has ended (a cancellation racing with the task's
+    def _end(self, number: int, gen: Any, force: bool = False) -> None:
+        """End a trial that has not returned: its slot's process (`ray.kill`), or its task
+        (`ray.cancel`); nothing if it has ended meanwhile (a cancellation racing with a task's
         completion can abort Ray's driver; the window between the look and the call remains)."""
         if ray.wait([gen.completed()], timeout=0, fetch_local=False)[0]:
+            self._release(number)
+            return
+        if number in self.on_slot:
+            self._release(number, kill=True)
             return
         try:
             ray.cancel(gen, force=force)
@@ -261,19 +373,28 @@ class RayExecutor:
             pass
 
     def _drop(self, number: int) -> None:
-        """The trial's stream has ended (or failed): the board forgets it with the next batch."""
+        """The trial's stream has ended (or failed): its slot is free, and the board forgets
+        it with the next batch."""
         if self.streams.pop(number, None) is not None:
             self.ended.append(number)
+        self._release(number)
 
     def close(self) -> None:
         """Stop what still runs (through the board, by Ray past `STOP_GRACE_SECONDS`), then
-        end the board."""
+        end the slots and the board."""
+        self.waiting.clear()
         for number in list(self.streams):
             self.cancel(number)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         while self.stopping and time.monotonic() <= deadline:
             self._reap(wait=max(0.0, deadline - time.monotonic()))
-        for gen, _ in self.stopping.values():
-            self._ray_cancel(gen)
+        for number, (gen, _) in list(self.stopping.items()):
+            self._end(number, gen)
         self.stopping.clear()
+        for slot in self.pool:
+            try:
+                ray.kill(slot.actor)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        self.pool.clear()
         ray.kill(self.board)

@@ -193,10 +193,12 @@ def _rows(path: Path, number: str) -> int:
 def test_a_stopped_trial_returns_at_its_next_message_and_ray_cancel_is_not_used(
     ray_address: str, workdir: Path, tiny_spec: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`cancel` tells the board: the task returns after the epoch it is in, and its CPU comes
-    back; Ray is asked for nothing, for a running trial or one that has ended. The board
-    answers a `stop` sent before the task's `wait`, and keeps nothing of ended trials."""
+    """`cancel` tells the board: the trial returns after the epoch it is in, and its slot
+    takes the next trial (the same worker process); Ray is asked for nothing, for a running
+    trial or one that has ended. The board answers a `stop` sent before the trial's `wait`,
+    and keeps nothing of ended trials."""
     import study.run.ray_executor as ray_executor
+    from study.run.events import Started
     from study.run.ray_executor import RayExecutor
     from trainers import TrainConfig
 
@@ -212,7 +214,7 @@ def test_a_stopped_trial_returns_at_its_next_message_and_ray_cancel_is_not_used(
         deadline = time.monotonic() + 60
         while _rows(ticks, "0") < 10 and time.monotonic() < deadline:
             ex.poll(0.2)
-        assert 0 < _rows(ticks, "7") < 5 and 7 not in ex.streams  # it ended at one of its first messages
+        assert _rows(ticks, "7") < 5 and 7 not in ex.streams  # it ended at one of its first messages
         ex.cancel(0)
         assert 0 not in ex.streams and 0 in ex.stopping
         deadline = time.monotonic() + 5
@@ -224,7 +226,17 @@ def test_a_stopped_trial_returns_at_its_next_message_and_ray_cancel_is_not_used(
         time.sleep(1.0)
         assert _lines(ticks) == ended_at, "the stopped trial's task is still training"
         ex.cancel(0)  # already stopped: nothing to do
-        assert cancelled == [] and _cpus_back(2)
+        assert cancelled == [] and len(ex.pool) == 2 and all(slot.trial is None for slot in ex.pool)
+        pids = {int(p) for p in ray.get([slot.actor.__ray_call__.remote(lambda self: os.getpid()) for slot in ex.pool])}
+        ex.submit(8, TrainConfig(epochs=5))  # a freed slot runs it at once, in the same process
+        started: list[Any] = []
+        deadline = time.monotonic() + 30
+        while not started and time.monotonic() < deadline:
+            started = [e for e in ex.poll(0.2) if isinstance(e, Started)]
+        assert started and started[0].info["pid"] in pids and len(ex.pool) == 2
+        ex.cancel(8)
+        while ex.stopping and time.monotonic() < deadline:
+            ex.poll(0.1)
         time.sleep(ray_executor.FORGET_SECONDS)
         ex.poll(0.1)  # the ended trials forgotten in one call: the board holds nothing of them
         assert ray.get(ex.board.held.remote(), timeout=30) == (0, 0)
@@ -250,22 +262,25 @@ def _spans(path: Path) -> Any:
     return fn
 
 
-def test_a_running_trial_keeps_its_cpu(ray_address: str, workdir: Path, tiny_spec: Any) -> None:
-    """On the session's 2 CPUs, a third trial waits for one of the first two to end: a task
-    looking at the stop board between messages never lends its CPU to a queued task (as
-    `ray.wait` or `ray.get` inside a task would, even with a zero timeout)."""
+@pytest.mark.parametrize("slots", [True, False], ids=["slots", "tasks"])
+def test_a_running_trial_keeps_its_cpu(ray_address: str, workdir: Path, tiny_spec: Any, slots: bool) -> None:
+    """On the session's 2 CPUs, a third trial waits for one of the first two to end: a trial
+    looking at the stop board between messages never lends its CPU to a queued one (as
+    `ray.wait` or `ray.get` inside a task would, even with a zero timeout), on slots (actors)
+    and as tasks (trials that ask for GPUs)."""
     from study.run.ray_executor import RayExecutor
     from trainers import TrainConfig
 
     prep = prepare(parse_spec(tiny_spec()))
     spans = workdir / "spans.txt"
-    ex = RayExecutor(prep.data, trial_fn=_spans(spans))
+    ex = RayExecutor(prep.data, trial_fn=_spans(spans), slots=slots)
     try:
         for n in range(4):
             ex.submit(n, TrainConfig(epochs=5))
         deadline = time.monotonic() + 120
-        while ex.streams and time.monotonic() < deadline:
+        while (ex.streams or ex.waiting) and time.monotonic() < deadline:
             ex.poll(0.5)
+            assert len(ex.pool) <= 2  # no more slots than the CPUs hold
     finally:
         ex.close()
     rows = [tuple(map(float, line.split())) for line in spans.read_text().splitlines()]
@@ -274,13 +289,16 @@ def test_a_running_trial_keeps_its_cpu(ray_address: str, workdir: Path, tiny_spe
         assert sum(s <= start < e for _, s, e in rows) <= 2, rows
 
 
+@pytest.mark.parametrize("slots", [True, False], ids=["slots", "tasks"])
 def test_force_and_a_trial_deaf_to_the_board_are_cancelled_by_ray(
-    ray_address: str, workdir: Path, tiny_spec: Any, monkeypatch: pytest.MonkeyPatch
+    ray_address: str, workdir: Path, tiny_spec: Any, monkeypatch: pytest.MonkeyPatch, slots: bool
 ) -> None:
-    """`cancel(force=True)` (a trial past its timeout) ends the task through Ray at once; a
+    """`cancel(force=True)` (a trial past its timeout) ends the trial through Ray at once; a
     trial that has not returned `STOP_GRACE_SECONDS` after it was told (an epoch longer than
-    that) is cancelled by Ray; a trial that has ended is never cancelled (the race of a
-    cancellation with a task's completion can abort Ray's driver)."""
+    that) is ended by Ray; a trial that has ended is never cancelled (the race of a
+    cancellation with a task's completion can abort Ray's driver). On slots Ray ends the
+    slot's process (`ray.kill`), and the executor starts another slot for the next trial; a
+    task is cancelled (`ray.cancel`)."""
     import study.run.ray_executor as ray_executor
     from study.run.events import Started
     from study.run.ray_executor import RayExecutor
@@ -288,38 +306,103 @@ def test_force_and_a_trial_deaf_to_the_board_are_cancelled_by_ray(
 
     prep = prepare(parse_spec(tiny_spec()))
     monkeypatch.setattr(ray_executor, "STOP_GRACE_SECONDS", 0.5)
-    real_cancel = ray.cancel
-    cancelled: list[bool] = []
+    real_cancel, real_kill = ray.cancel, ray.kill
+    ended: list[str] = []
 
     def cancel(gen: Any, force: bool = False, **kw: Any) -> None:
-        cancelled.append(force)
+        ended.append(f"cancel force={force}")
         real_cancel(gen, force=force, **kw)
 
+    def kill(actor: Any, **kw: Any) -> None:
+        ended.append("kill")
+        real_kill(actor, **kw)
+
     monkeypatch.setattr(ray, "cancel", cancel)
-    ex = RayExecutor(prep.data, trial_fn=_ticks(workdir / "slow.txt", 30.0))
+    monkeypatch.setattr(ray, "kill", kill)
+    force, grace = (["kill"], ["kill"]) if slots else (["cancel force=True"], ["cancel force=False"])
+    ex = RayExecutor(prep.data, trial_fn=_ticks(workdir / "slow.txt", 30.0), slots=slots)
     try:
         ex.submit(0, TrainConfig(epochs=5))
         ex.submit(1, TrainConfig(epochs=5))
-        started: set[int] = set()  # both running (a worker can take seconds to start on a busy machine)
+        started: dict[int, int] = {}  # both running (a worker can take seconds to start on a busy machine)
         deadline = time.monotonic() + 90
-        while started != {0, 1} and time.monotonic() < deadline:
-            started |= {e.number for e in ex.poll(0.5) if isinstance(e, Started)}
-        assert started == {0, 1}
+        while len(started) < 2 and time.monotonic() < deadline:
+            started |= {e.number: e.info["pid"] for e in ex.poll(0.5) if isinstance(e, Started)}
+        assert set(started) == {0, 1}
         ex.cancel(1, force=True)
-        assert cancelled == [True]
-        ex.cancel(0)  # deaf for 30 s: Ray cancels it after the grace
+        assert ended == force
+        ex.cancel(0)  # deaf for 30 s: Ray ends it after the grace
         time.sleep(1.0)
         ex.poll(0.1)
-        assert cancelled == [True, False] and not ex.stopping
+        assert ended == force + grace and not ex.stopping
         assert _cpus_back(2, wait=30), "the cancelled trials still hold their CPUs"
-        done = RayExecutor(prep.data)
+        ended_by_ray = list(started.values()) if slots else [started[1]]  # a cancelled task's process stays for the next
+        deadline = time.monotonic() + 30
+        while [pid for pid in ended_by_ray if _alive(pid)] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not ex.pool and not [pid for pid in ended_by_ray if _alive(pid)]
+        done = RayExecutor(prep.data, slots=slots)
         done.submit(2, TrainConfig(depth=1, width=8, epochs=2))
+        deadline = time.monotonic() + 120
+        while 2 not in done.streams and time.monotonic() < deadline:
+            done.poll(0.5)  # on slots: until its slot has started
         ray.wait([done.streams[2].completed()], timeout=120)
         done.cancel(2, force=True)
+        assert ended == force + grace
         done.close()
-        assert cancelled == [True, False]
     finally:
         ex.close()
+
+
+def test_a_trial_given_a_lost_slot_runs_on_another(ray_address: str, workdir: Path, tiny_spec: Any) -> None:
+    """A slot whose process died while idle is found out when a trial is given to it: the
+    trial, which never started, runs on a new slot with no `Died` event (nothing of it was
+    lost); one that had started and loses its slot is a `Died` event, for the driver's retry."""
+    from study.run.events import Died, Epoch, Started
+    from study.run.ray_executor import RayExecutor
+    from trainers import TrainConfig
+
+    prep = prepare(parse_spec(tiny_spec()))
+    ex = RayExecutor(prep.data, trial_fn=_spans(workdir / "spans.txt"), slots=True)
+    try:
+
+        def run(numbers: list[int], kill_started: bool = False) -> list[Any]:
+            for n in numbers:
+                ex.submit(n, TrainConfig(epochs=5))
+            events: list[Any] = []
+            deadline = time.monotonic() + 120
+            while (ex.streams or ex.waiting) and time.monotonic() < deadline:
+                got = ex.poll(0.5)
+                events += got
+                if kill_started:
+                    for e in got:
+                        if isinstance(e, Started):
+                            os.kill(e.info["pid"], signal.SIGKILL)
+            assert not ex.streams and not ex.waiting
+            return events
+
+        first = run([0, 1])
+        pids = {e.info["pid"] for e in first if isinstance(e, Started)}
+        assert len(pids) == 2 and len(ex.pool) == 2
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        second = run([2, 3])
+        assert sorted(e.number for e in second if isinstance(e, Epoch) and e.epoch == 40) == [2, 3]  # trained to the end
+        assert not [e for e in second if isinstance(e, Died)]
+        assert not pids & {e.info["pid"] for e in second if isinstance(e, Started)}
+        third = run([4], kill_started=True)
+        assert [type(e) for e in third if e.number == 4] == [Started, Died]
+    finally:
+        ex.close()
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_the_stop_board() -> None:
