@@ -140,7 +140,12 @@ class TrialSlot:
         yield from until_stopped(coalesced(placed(events)), number, board)
 
     def run_fn(
-        self, fn: Callable[[int, TrainConfig, Dataset], Iterator[Event]], number: int, config: TrainConfig, data: Dataset, board: Any
+        self,
+        fn: Callable[[int, TrainConfig, Dataset], Iterator[Event]],
+        number: int,
+        config: TrainConfig,
+        data: Dataset,
+        board: Any,
     ) -> Any:
         yield from until_stopped(coalesced(placed(fn(number, config, data))), number, board)
 
