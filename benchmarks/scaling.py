@@ -5,7 +5,7 @@ CPUs each, all on this machine) runs a study of `--trials` sleep-based trials (`
 epochs of `--epoch-seconds` each, every epoch reported to Optuna and recorded in MLflow)
 at one trial per CPU. The ideal time is trials x trial length / slots (perfect packing,
 zero overhead); the actual time is the wall time of the whole study through
-`study.run.launch.run_study`. The cluster's workers are warmed by a first, short study, so process
+`study.run.launch.run_study`. The cluster's workers are warmed by a first, short study on the same executor (its slots, a worker process each, go on to run the measured study's trials), so process
 start-up is not counted. Target (issue 5): efficiency >= 0.9 with >= 32 slots.
 
 Also printed, to tell the two kinds of loss apart: how long a trial held its slot on
@@ -138,9 +138,13 @@ def run_study(
     tracking_uri: str | None = None,
     listener: Any = None,
     strict: bool = True,
+    shared: list[Any] | None = None,
 ) -> float:
     """The wall time of one study of `trials` sleep trials at `slots` in flight (`LAST` gets
-    the mean slot hold, the busy fraction and the study). `strict`: every trial must complete."""
+    the mean slot hold, the busy fraction and the study). `strict`: every trial must complete.
+    `shared`: a list holding the executor to run on (the first study given an empty one
+    starts it), which the caller closes: the warm-up's slots (worker processes) go on running
+    the measured study's trials, so that the start of 64 processes on 2 cores is not counted."""
     from study.record import TrialAttr
     from study.run.launch import run_study as drive
     from study.run.prepare import Prepared, prepare
@@ -164,6 +168,10 @@ def run_study(
     prep = prepare(spec)
 
     def executor(p: Prepared) -> Any:
+        if shared is not None:
+            if not shared:
+                shared.append(RayExecutor(p.data, trial_fn=trial_fn))
+            return shared[0], lambda: None
         ex = RayExecutor(p.data, trial_fn=trial_fn)
         return ex, ex.close
 
@@ -508,7 +516,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             work = Path(d)
             (work / "warmup").mkdir()
             MlflowClient(f"sqlite:///{work / 'warmup' / 'mlflow.db'}").search_experiments()
-            run_study(work / "warmup", "warmup", args.slots, args.slots, sleep_trial)  # start every worker process once
+            shared: list[Any] = []  # the warm-up's slots run the study: every worker process started once
+            run_study(work / "warmup", "warmup", args.slots, args.slots, sleep_trial, shared=shared)
             say("warm-up done")
             storage = args.storage or f"journal:{work / 'optuna.journal'}"
             tracking = args.tracking_uri or f"sqlite:///{work / 'mlflow.db'}"
@@ -522,8 +531,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             with WriterPeak() as writer:
                 wall = run_study(
                     work, name, args.trials, args.slots, sleep_trial,
-                    storage=storage, tracking_uri=tracking, listener=meter, strict=False,
+                    storage=storage, tracking_uri=tracking, listener=meter, strict=False, shared=shared,
                 )  # fmt: skip
+            shared[0].close()  # its slots free the CPUs the resume below needs
             out["driver_peak_rss_mb"] = mb(status_kb("self", "VmHWM"))
             peaks = {**meter.writer_kb, **writer.kb}
             out["writer_peak_rss_mb"] = mb(max(peaks.values())) if peaks else None
@@ -675,15 +685,16 @@ def cluster_efficiency(args: argparse.Namespace) -> None:
         trial_seconds = EPOCHS * EPOCH_SECONDS
         ideal = args.trials * trial_seconds / slots
         ratios = []
+        shared: list[Any] = []  # the warm-up's slots (worker processes) run every measured study
         for rep in range(args.repeats + 1):
             with tempfile.TemporaryDirectory(prefix="hpscale-") as d:
                 work = Path(d)
                 MlflowClient(f"sqlite:///{work / 'mlflow.db'}").search_experiments()
                 if rep == 0:  # warm-up: start every worker process once
-                    run_study(work, "warmup", slots, slots, sleep_trial)
+                    run_study(work, "warmup", slots, slots, sleep_trial, shared=shared)
                     print("warm-up done", flush=True)
                     continue
-                actual = run_study(work, "scaling", args.trials, slots, sleep_trial)
+                actual = run_study(work, "scaling", args.trials, slots, sleep_trial, shared=shared)
             ratios.append(ideal / actual)
             print(
                 f"run {rep}/{args.repeats}: ideal {ideal:.2f} s, actual {actual:.2f} s, efficiency {ideal / actual:.3f}; "
