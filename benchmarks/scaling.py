@@ -518,7 +518,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             MlflowClient(f"sqlite:///{work / 'warmup' / 'mlflow.db'}").search_experiments()
             shared: list[Any] = []  # the warm-up's slots run the study: every worker process started once
             run_study(work / "warmup", "warmup", args.slots, args.slots, sleep_trial, shared=shared)
-            say("warm-up done")
+            up = shared[0].prestart(args.slots)  # slots start a few at a time: the warm-up may have needed fewer
+            say(f"warm-up done: {up} slots up")
             storage = args.storage or f"journal:{work / 'optuna.journal'}"
             tracking = args.tracking_uri or f"sqlite:///{work / 'mlflow.db'}"
             if args.tracking_uri is None:
@@ -692,7 +693,7 @@ def cluster_efficiency(args: argparse.Namespace) -> None:
                 MlflowClient(f"sqlite:///{work / 'mlflow.db'}").search_experiments()
                 if rep == 0:  # warm-up: start every worker process once
                     run_study(work, "warmup", slots, slots, sleep_trial, shared=shared)
-                    print("warm-up done", flush=True)
+                    print(f"warm-up done: {shared[0].prestart(slots)} slots up", flush=True)
                     continue
                 actual = run_study(work, "scaling", args.trials, slots, sleep_trial, shared=shared)
             ratios.append(ideal / actual)

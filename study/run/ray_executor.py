@@ -182,16 +182,7 @@ class RayExecutor:
         shares the CPUs with all the others)."""
         if not self.waiting:
             return
-        coming = [slot for slot in self.pool if slot.ready is not None]
-        if coming:
-            up = set(ray.wait([slot.ready for slot in coming], num_returns=len(coming), timeout=0, fetch_local=False)[0])
-            for slot in coming:
-                if slot.ready in up:
-                    try:
-                        ray.get(slot.ready)
-                        slot.ready = None
-                    except RayError:  # it died starting (its node lost): another takes its place
-                        self.pool.remove(slot)
+        self._came_up(0.0)
         for slot in self.pool:
             if not self.waiting:
                 return
@@ -201,8 +192,36 @@ class RayExecutor:
         window = max(STARTING_SLOTS, len(self.pool) - starting) - starting  # slow start: as many as are up
         more = min(len(self.waiting) - starting, self._room(), window)
         for _ in range(more):
-            actor = TrialSlot.options(num_cpus=self.cpus, num_gpus=self.gpus).remote()  # type: ignore[attr-defined]
-            self.pool.append(Slot(actor, actor.__ray_ready__.remote()))
+            self._new_slot()
+
+    def _new_slot(self) -> None:
+        actor = TrialSlot.options(num_cpus=self.cpus, num_gpus=self.gpus).remote()  # type: ignore[attr-defined]
+        self.pool.append(Slot(actor, actor.__ray_ready__.remote()))
+
+    def _came_up(self, wait: float) -> None:
+        """Mark the starting slots that are up (waiting up to `wait` seconds for all of them);
+        drop those that died starting (their node lost): others take their place."""
+        coming = [slot for slot in self.pool if slot.ready is not None]
+        if not coming:
+            return
+        up = set(ray.wait([slot.ready for slot in coming], num_returns=len(coming), timeout=wait, fetch_local=False)[0])
+        for slot in coming:
+            if slot.ready in up:
+                try:
+                    ray.get(slot.ready)
+                    slot.ready = None
+                except RayError:
+                    self.pool.remove(slot)
+
+    def prestart(self, n: int, timeout: float = 120.0) -> int:
+        """Start slots until there are `n` (as many as the cluster holds), waiting up to
+        `timeout` seconds for them to come up; returns how many are up. For a caller that
+        knows a burst of trials is coming (a benchmark's warm-up)."""
+        self._cap_at = -CAPACITY_SECONDS  # look at the cluster now
+        for _ in range(min(n - len(self.pool), self._room())):
+            self._new_slot()
+        self._came_up(timeout)
+        return sum(slot.ready is None for slot in self.pool)
 
     def _room(self) -> int:
         """How many more slots the cluster holds (its capacity, looked up every few seconds)."""

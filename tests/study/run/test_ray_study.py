@@ -397,6 +397,29 @@ def test_a_trial_given_a_lost_slot_runs_on_another(ray_address: str, workdir: Pa
         ex.close()
 
 
+def test_prestart_starts_no_more_slots_than_the_cluster_holds(ray_address: str, tiny_spec: Any) -> None:
+    """`prestart(n)` brings `n` slots up, at most one per trial's worth of CPUs (2 here), and
+    a trial submitted then starts on one of them."""
+    from study.run.events import Started
+    from study.run.ray_executor import RayExecutor
+    from trainers import TrainConfig
+
+    prep = prepare(parse_spec(tiny_spec()))
+    ex = RayExecutor(prep.data, slots=True)
+    try:
+        assert ex.prestart(5) == 2 and len(ex.pool) == 2
+        pids = set(ray.get([slot.actor.__ray_call__.remote(lambda self: os.getpid()) for slot in ex.pool]))
+        ex.submit(0, TrainConfig(depth=1, width=8, epochs=2))
+        assert 0 in ex.streams  # at once: a slot was idle
+        events: list[Any] = []
+        deadline = time.monotonic() + 60
+        while ex.streams and time.monotonic() < deadline:
+            events += ex.poll(0.5)
+        assert [e.info["pid"] for e in events if isinstance(e, Started)][0] in pids
+    finally:
+        ex.close()
+
+
 def _alive(pid: int) -> bool:
     """A process that exists and is not a zombie."""
     try:
