@@ -1,7 +1,13 @@
-"""Trials as Ray streaming tasks: one remote generator per trial (`study.run.remote`, what
-the workers import), its events in lists (`study.run.remote.coalesced`).
+"""Trials on Ray: each a streaming generator call (`study.run.remote`, what the workers
+import), its events in lists (`study.run.remote.coalesced`). A CPU trial is a call on a
+`TrialSlot` actor, one per trial slot, which runs trial after trial: the executor holds the
+trials submitted beyond the free slots (`waiting`) and starts one on a slot as soon as `poll`
+sees the slot's last trial end, with no Ray scheduling between (Ray's turn from one queued
+task to the next on a worker took 50-75 ms with 64 slots on 2 cores). Slots start as trials
+need them, up to what the cluster holds, two at a time at first (`STARTING_SLOTS`). A trial
+that asks for GPUs is a Ray task of its own (``slots=False``).
 
-The dataset is `ray.put` once; every task gets the same reference, so the trials on a node
+The dataset is `ray.put` once; every trial gets the same reference, so the trials on a node
 read one shared-memory copy. `poll` is a `ray.wait` over the trials' `ObjectRefGenerator`s.
 
 A trial is stopped (pruned, or the study interrupted) through a `StopBoard`, a small actor
@@ -9,12 +15,14 @@ of the driver's: each task asks it once, at its start, to answer when the trial 
 and after each message looks whether the answer has come (a `Future` Ray's callback
 completes: no call); the driver tells the board and forgets the stream. The task then returns
 at its next message (within `study.run.remote.COALESCE_SECONDS` of an epoch's end).
-`ray.cancel` is kept for a trial past its timeout (``force``: the end of its worker process)
-and for one that has not stopped
-`STOP_GRACE_SECONDS` after it was told: Ray 2.60's driver can abort when a cancellation
+Ray ends only a trial past its timeout (``force``) and one that has not stopped
+`STOP_GRACE_SECONDS` after it was told: a slot's process by `ray.kill` (the executor starts
+another slot), a task by `ray.cancel` (``force``: its worker process). Never a trial that has
+ended: Ray 2.60's driver can abort when a cancellation
 races with the task's completion ("Tried to complete task that was not pending",
-task_manager.cc; seen twice in pruning-heavy studies before the board). Tasks are never
-retried by Ray (``max_retries=0``): a lost worker is a `Died` event and the driver decides.
+task_manager.cc; seen twice in pruning-heavy studies before the board). Nothing is retried by
+Ray (``max_retries=0``, ``max_restarts=0``): a lost worker is a `Died` event and the driver
+decides; a trial given a slot that died while idle, which never started, runs on another.
 
 `start_ray` starts a local Ray (dashboard off, all of this machine's CPUs, worker logs kept
 out of the terminal) or connects to an existing cluster with ``address``. A local Ray is
@@ -97,7 +105,8 @@ def stop_ray() -> None:
 
 
 class RayExecutor:
-    """Runs each trial as a `_run_trial` streaming task with the spec's resources.
+    """Runs each trial on a `TrialSlot` (or, `slots=False`, the default for trials that ask
+    for GPUs, as a `run_trial` task) with the spec's resources.
     `trial_fn(number, config, data)` replaces the trainer (benchmarks: trivial trials).
     `code`: the user's model or trainer function (a reference the worker loads; what
     carries it to other nodes is the job's runtime environment, `study.run.code`)."""
@@ -149,9 +158,10 @@ class RayExecutor:
         return max(1, slots)
 
     def queue_ahead(self, concurrency: int) -> int:
-        """How many trials the driver may submit beyond `concurrency`: Ray holds them until a
-        CPU frees and then runs the next one on the worker the last one used (no new lease);
-        none when `concurrency` is below the cluster's capacity (Ray would run them at once)."""
+        """How many trials the driver may submit beyond `concurrency`: they wait (in `waiting`
+        for a slot, or in Ray's queue as tasks) and the next one starts the moment a trial
+        ends, not after the driver's turn; none when `concurrency` is below the cluster's
+        capacity (they would run at once)."""
         return max(1, concurrency // 8) if concurrency >= self.capacity() else 0
 
     def submit(self, number: int, config: TrainConfig | None, params: Mapping[str, Any] | None = None) -> None:
