@@ -115,43 +115,7 @@ def until_stopped(messages: Iterator[list[Event]], number: int, board: Any) -> I
             answer = None  # forgotten, or the board is gone: nothing will stop this trial but Ray
 
 
-@ray.remote(max_restarts=0, max_task_retries=0)
-class TrialSlot:
-    """One trial slot of a study: a Ray actor holding its CPUs and running the study's trials
-    one after another, as the tasks below do one each (`study.run.ray_executor`). The next
-    trial starts on a freed slot within milliseconds of the driver's call, where Ray's turn
-    from one task to the next queued on the same worker took 50-75 ms (64 slots on 2 cores:
-    3-4% of a 2-s trial, the largest cost of a large study of short trials). A slot whose
-    process dies takes only its trial with it; the executor starts another."""
-
-    def run_trial(
-        self,
-        number: int,
-        config: TrainConfig | None,
-        data: Dataset,
-        backend: str,
-        device: str,
-        threads: int,
-        board: Any,
-        code: WorkerCode | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> Any:
-        events = trial_events(number, config, data, backend, device, threads, code, params)
-        yield from until_stopped(coalesced(placed(events)), number, board)
-
-    def run_fn(
-        self,
-        fn: Callable[[int, TrainConfig, Dataset], Iterator[Event]],
-        number: int,
-        config: TrainConfig,
-        data: Dataset,
-        board: Any,
-    ) -> Any:
-        yield from until_stopped(coalesced(placed(fn(number, config, data))), number, board)
-
-
-@ray.remote(max_retries=0)
-def run_trial(
+def trial_messages(
     number: int,
     config: TrainConfig | None,
     data: Dataset,
@@ -161,13 +125,38 @@ def run_trial(
     board: Any,
     code: WorkerCode | None = None,
     params: dict[str, Any] | None = None,
-) -> Any:
+) -> Iterator[list[Event]]:
+    """A trial's messages (the built-in MLP, a user's model or trainer function) until the
+    board stops it: what `TrialSlot.run_trial` and the `run_trial` task yield."""
     events = trial_events(number, config, data, backend, device, threads, code, params)
     yield from until_stopped(coalesced(placed(events)), number, board)
 
 
-@ray.remote(max_retries=0)
-def run_fn(
+def fn_messages(
     fn: Callable[[int, TrainConfig, Dataset], Iterator[Event]], number: int, config: TrainConfig, data: Dataset, board: Any
-) -> Any:
+) -> Iterator[list[Event]]:
+    """A scripted trial function's messages until the board stops it (`TrialSlot.run_fn`, `run_fn`)."""
     yield from until_stopped(coalesced(placed(fn(number, config, data))), number, board)
+
+
+@ray.remote(max_restarts=0, max_task_retries=0)
+class TrialSlot:
+    """One trial slot of a study: a Ray actor holding its CPUs and running the study's trials
+    one after another, as the tasks below do one each (`study.run.ray_executor`). The next
+    trial starts on a freed slot within milliseconds of the driver's call, where Ray's turn
+    from one task to the next queued on the same worker took 50-75 ms (64 slots on 2 cores:
+    3-4% of a 2-s trial, the largest cost of a large study of short trials). A slot whose
+    process dies takes only its trial with it; the executor starts another."""
+
+    def run_trial(self, *args: Any) -> Any:
+        """`trial_messages(*args)`."""
+        yield from trial_messages(*args)
+
+    def run_fn(self, *args: Any) -> Any:
+        """`fn_messages(*args)`."""
+        yield from fn_messages(*args)
+
+
+#: A trial as a Ray task of its own (trials that ask for GPUs).
+run_trial = ray.remote(max_retries=0)(trial_messages)
+run_fn = ray.remote(max_retries=0)(fn_messages)
