@@ -1,8 +1,8 @@
 """Running a study: the driver loop and what it drives.
 
 - `events`: the typed messages from a trial to the driver;
-- `worker`: what runs where a trial runs; `remote`: the Ray tasks around it and the stop
-  board (all a Ray worker imports); `executor` (Protocol, in-process) and `ray_executor`:
+- `worker`: what runs where a trial runs; `remote`: the trial slots and tasks around
+  it and the stop board (all a Ray worker imports); `executor` (Protocol, in-process) and `ray_executor`:
   how trials are run;
 - `samplers`: the spec's Optuna sampler and pruner; `decisions`: ask, report, tell;
 - `lease`: which drivers hold a study (one liveness rule) and the shared-study lock;

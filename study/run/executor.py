@@ -1,5 +1,5 @@
 """Execution, kept apart from the loop and from Optuna: submit a trial, poll for its events,
-cancel it. `study.run.ray_executor.RayExecutor` runs trials as Ray streaming tasks;
+cancel it. `study.run.ray_executor.RayExecutor` runs trials on Ray (trial slots, or tasks);
 `InProcessExecutor` here steps them in this process, one event per poll, round-robin, so the
 driver loop can be tested deterministically without a cluster.
 """

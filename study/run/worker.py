@@ -1,7 +1,7 @@
 """What runs where a trial runs: train one configuration and stream `study.run.events` back.
 
-`trial_events` wraps the trainer in a generator of events, so the same code runs inside a
-Ray streaming task and in-process for unit tests: `trainers.iter_train` for the built-in MLP
+`trial_events` wraps the trainer in a generator of events, so the same code runs on a
+Ray worker (a trial slot's call, or a task) and in-process for unit tests: `trainers.iter_train` for the built-in MLP
 and a user's model (``model:``; the worker loads the factory from its reference, see
 `study.run.code`), `trainers.user_trainer.iter_user_trial` for a user's trainer function.
 Nothing here touches Optuna or MLflow: workers need no credentials. An exception fails the
