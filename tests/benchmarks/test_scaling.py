@@ -67,3 +67,7 @@ def test_figures_make_sense(figures: dict) -> None:
     assert phases["first_start"] == pytest.approx(figures["resume_first_dispatch_s"], abs=1e-2)
     # the worker that ran the resumed trial is a process of this machine, started by the resumed driver's Ray job
     assert 0 < phases["worker_spawned"] <= phases["first_start"] and figures["resume_worker_cpu_s"] > 0
+    # where the study's wall time went besides the trials, in order, within the wall time
+    study = figures["phases_s"]
+    assert 0 <= study["to_first_start"] <= study["to_all_slots_busy"] < figures["wall_s"]
+    assert 0 <= study["last_wave"] < figures["wall_s"] and 0 <= study["after_last_tell"] < figures["wall_s"]
