@@ -312,7 +312,7 @@ class RayExecutor:
             ready = ray.wait(more, num_returns=len(more), timeout=0)[0] if more else []
         self._dispatch()  # the slots freed in this round take the trials waiting
         # by submission: a trial's end comes before the start of the trial queued behind it
-        return [e for n in sorted(got, key=order.__getitem__) for e in got[n] if n in order]
+        return [e for n in sorted(got, key=order.__getitem__) for e in got[n]]
 
     def _get(self, number: int, ref: Any, events: list[Event]) -> None:
         try:
