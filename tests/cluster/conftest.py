@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import tempfile
 import urllib.request
@@ -32,6 +31,8 @@ from typing import Any
 
 import pytest
 
+from ..ports import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 LOCAL = REPO / "infra" / "local"
 PG_BIN = Path(os.environ.get("HPSTUDY_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -39,16 +40,6 @@ VENV_BIN = REPO / ".venv" / "bin"
 
 
 # --------------------------------------------------------------------------------- helpers
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (outside Ray's worker range)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if not 10002 <= port <= 19999:
-            return port
-
-
 def make_state_dir(prefix: str) -> Path:
     """A short folder under /tmp the PostgreSQL OS user can traverse (pytest's tmp_path is 0700)."""
     path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))

@@ -11,7 +11,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from ..ports import free_port
 
 BIN = Path(sys.executable).parent
 
@@ -78,12 +79,6 @@ def make_tiny_spec(workdir: Path, **changes: object) -> dict[str, object]:
     return spec
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real 2-CPU Ray head for the whole session; the test process is connected to it."""
@@ -91,11 +86,11 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     ray_bin = BIN / "ray"
     assert ray_bin.exists(), f"ray CLI not found at {ray_bin}: install the project with pip install -e ."
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("ray") / "head.log"
     cmd = [
         str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-        "--disable-usage-stats", f"--dashboard-agent-listen-port={_free_port()}",
+        "--disable-usage-stats", f"--dashboard-agent-listen-port={free_port()}",
     ]  # fmt: skip
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     with open(log, "w") as out:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import select
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -24,13 +23,9 @@ from study.run.prepare import Prepared, prepare
 from study.spec import parse_spec
 from study.stores.writer import TrackerProcess
 
+from ...ports import free_port
+
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tree(pid: int) -> list[str]:
@@ -69,7 +64,7 @@ def test_ui_without_job_runner_and_a_server_prints_no_view_run_lines(
 
     spec = tiny_spec(trials=2)
     launching.run_study(prepare(parse_spec(spec)), executor=make, say=lambda m: None, inline_tracking=True)
-    port = _free_port()
+    port = free_port()
     ui = subprocess.Popen(
         [study_cli, "ui", "tiny-study", "--storage", spec["storage"], "--port", str(port)],
         cwd=workdir,

@@ -17,6 +17,8 @@ from study.run.launch import run_study
 from study.run.prepare import Prepared, prepare
 from study.spec import parse_spec
 
+from ...ports import free_port
+
 SPACE = """\
 name: query-test
 description: Depth, dropout and optimizer on a small net, for the query tests.
@@ -196,13 +198,10 @@ def test_cli_ui_serves_the_study_over_the_real_rest_api(finished, handle) -> Non
     runs and their per-epoch metric histories are all readable over its REST API."""
     import json
     import signal
-    import socket
     import time
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [STUDY, "ui", "q", "--storage", finished["storage"], "--port", str(port)],
         stdout=subprocess.PIPE,
