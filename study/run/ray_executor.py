@@ -2,8 +2,9 @@
 import), its events in lists (`study.run.remote.coalesced`). A CPU trial is a call on a
 `TrialSlot` actor, one per trial slot, which runs trial after trial: the executor holds the
 trials submitted beyond the free slots (`waiting`) and starts one on a slot as soon as `poll`
-sees the slot's last trial end, with no Ray scheduling between (Ray's turn from one queued
-task to the next on a worker took 50-75 ms with 64 slots on 2 cores). Slots start as trials
+sees the last message (`Ended`, `Failed`) of the slot's trial: the call waits in the slot's
+queue for the trial's return, with no Ray scheduling between (Ray's turn from one queued task
+to the next on a worker took 50-75 ms with 64 slots on 2 cores) and no driver's turn. Slots start as trials
 need them, up to what the cluster holds, two at a time at first (`STARTING_SLOTS`). A trial
 that asks for GPUs is a Ray task of its own (``slots=False``).
 
@@ -44,7 +45,7 @@ from ray.exceptions import RayActorError, RayError, RayTaskError, TaskCancelledE
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from study.run import reaper
-from study.run.events import Died, Event, Failed, Started
+from study.run.events import Died, Ended, Event, Failed, Started
 from study.run.executor import TrialFn
 from study.run.remote import StopBoard, TrialSlot, run_fn, run_trial
 from study.run.worker import WorkerCode
@@ -246,6 +247,14 @@ class RayExecutor:
         self.on_slot[number] = slot
         self.unstarted[number] = call
 
+    def _finishing(self, number: int) -> None:
+        """Trial `number` has sent its last message: its slot takes the next trial now, a call
+        Ray queues behind this one's return (nothing is left to run), not after the driver
+        has seen the stream end and taken its turn (the trial's tell, the next ask)."""
+        slot = self.on_slot.get(number)
+        if slot is not None and slot.trial == number:
+            slot.trial = None
+
     def _release(self, number: int, kill: bool = False) -> None:
         """Trial `number` no longer runs on its slot: the slot is idle again, or (`kill`: the
         trial would not stop, or the slot's process is lost) ended and dropped from the pool."""
@@ -253,8 +262,9 @@ class RayExecutor:
         slot = self.on_slot.pop(number, None)
         if slot is None:
             return
-        slot.trial = None
-        if kill:
+        if slot.trial == number:  # else the slot has taken its next trial (`_finishing`)
+            slot.trial = None
+        if kill:  # a next trial queued on it never started: it runs on another slot (`_get`)
             if slot in self.pool:
                 self.pool.remove(slot)
             try:
@@ -304,10 +314,12 @@ class RayExecutor:
             except RayError:
                 for number, ref in zip(numbers, refs, strict=True):
                     self._get(number, ref, got.setdefault(number, []))
-            if self.unstarted:
-                for number in numbers:
-                    if number in self.unstarted and any(isinstance(e, Started) for e in got.get(number, ())):
-                        del self.unstarted[number]
+            for number in numbers:
+                events = got.get(number, ())
+                if number in self.unstarted and any(isinstance(e, Started) for e in events):
+                    del self.unstarted[number]
+                if events and isinstance(events[-1], (Ended, Failed)):
+                    self._finishing(number)
             more = [self.streams[n] for n in numbers if n in self.streams]
             ready = ray.wait(more, num_returns=len(more), timeout=0)[0] if more else []
         self._dispatch()  # the slots freed in this round take the trials waiting

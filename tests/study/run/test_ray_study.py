@@ -397,6 +397,58 @@ def test_a_trial_given_a_lost_slot_runs_on_another(ray_address: str, workdir: Pa
         ex.close()
 
 
+def _tailed(path: Path) -> Any:
+    """A trial function that ends (`Ended`) at once, trial 0 then idling 1.5 s before it
+    returns, trial 1 running 6 s; each writes when it started and returned to `path`."""
+    from study.run.events import Ended, Started
+
+    def fn(number: int, config: Any, data: Any) -> Any:
+        start = time.time()
+        yield Started(number, {"pid": os.getpid()})
+        if number == 1:
+            time.sleep(6.0)
+        yield Ended(number, "completed", best_epoch=1, stopped_epoch=1, n_params=1)
+        if number == 0:
+            time.sleep(1.5)
+        with open(path, "a") as f:
+            f.write(f"{number} {start} {time.time()}\n")
+
+    return fn
+
+
+def test_a_slot_takes_its_next_trial_at_the_last_message(ray_address: str, workdir: Path, tiny_spec: Any) -> None:
+    """The poll that returns a trial's `Ended` gives its slot the next waiting trial, queued
+    behind the trial's return: it starts in that process when the trial returns, not after
+    the driver has seen the stream end; the slot of a trial still running takes nothing."""
+    from study.run.events import Died, Ended, Started
+    from study.run.ray_executor import RayExecutor
+    from trainers import TrainConfig
+
+    prep = prepare(parse_spec(tiny_spec()))
+    spans = workdir / "spans.txt"
+    ex = RayExecutor(prep.data, trial_fn=_tailed(spans), slots=True)
+    try:
+        assert ex.prestart(2) == 2
+        for n in range(3):
+            ex.submit(n, TrainConfig(epochs=1))
+        assert 2 in ex.waiting  # both slots busy
+        events: list[Any] = []
+        deadline = time.monotonic() + 60
+        while not any(isinstance(e, Ended) and e.number == 0 for e in events) and time.monotonic() < deadline:
+            events += ex.poll(0.2)
+        assert 0 in ex.streams, "trial 0's stream ended within its 1.5-s tail"
+        assert 2 in ex.streams and ex.on_slot[2] is ex.on_slot[0] and ex.on_slot[1] is not ex.on_slot[0]
+        while (ex.streams or ex.waiting) and time.monotonic() < deadline:
+            events += ex.poll(0.2)
+    finally:
+        ex.close()
+    assert not [e for e in events if isinstance(e, Died)]
+    pids = {e.number: e.info["pid"] for e in events if isinstance(e, Started)}
+    assert pids[2] == pids[0] != pids[1]
+    rows = {int(n): (float(s), float(e)) for n, s, e in (line.split() for line in spans.read_text().splitlines())}
+    assert rows[0][1] <= rows[2][0] < rows[1][1]  # after trial 0 returned, while trial 1 ran
+
+
 def test_prestart_starts_no_more_slots_than_the_cluster_holds(ray_address: str, tiny_spec: Any) -> None:
     """`prestart(n)` brings `n` slots up, at most one per trial's worth of CPUs (2 here), and
     a trial submitted then starts on one of them."""
