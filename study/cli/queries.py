@@ -15,7 +15,6 @@ import subprocess
 import sys
 from typing import Any
 
-from study.query.handle import TEST_NOTE
 from study.record import TEST_METRICS, TrialRecord
 from study.spec import SpecError
 from study.stores.uris import is_server, mask, unmasked_tracking
@@ -101,6 +100,8 @@ def best_command(args: argparse.Namespace) -> int:
     if searched:
         console.print(f"searched: {', '.join(searched)} (a blank cell: no effect on that trial); every other setting was fixed")
     if tests:
+        from study.query.handle import TEST_NOTE
+
         console.print(TEST_NOTE)
     if df.empty:
         print("no completed trial matches", file=sys.stderr)

@@ -132,3 +132,20 @@ def test_a_ray_worker_imports_no_driver_side() -> None:
     code = f"import sys, study.run.remote; print([m for m in {driver_side!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_study_status_imports_no_pandas_mlflow_ray_or_torch(tmp_path: Path) -> None:
+    """`study status` (and `study list`, `delete`, ...) load the command line without the query
+    side's pandas (half a second of a status answer's 1.5 s, most of which is imports), nor
+    MLflow, Ray or torch: status reads Optuna's storage only."""
+    import subprocess
+    import sys
+
+    heavy = ["pandas", "mlflow", "ray", "torch", "study.query.handle"]
+    code = (
+        "import sys\nfrom study.cli import main\n"
+        f"rc = main(['status', 'no-such-study', '--storage', 'journal:{tmp_path / 'optuna.journal'}'])\n"
+        f"print(rc, [m for m in {heavy!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "2 []", out.stdout + out.stderr  # 2: no such study, said in one line
