@@ -15,7 +15,8 @@ import random
 import socket
 from pathlib import Path
 
-RAY_WORKER_PORTS_END = 19999
+#: Ray's default worker ports (``--min-worker-port`` to ``--max-worker-port``).
+RAY_WORKER_PORTS = range(10002, 20000)
 _handed_out: set[int] = set()
 _draw = random.SystemRandom()
 
@@ -45,12 +46,12 @@ def _bindable(port: int) -> bool:
 
 def free_port() -> int:
     """A TCP port that nothing is bound to now, outside the ephemeral and Ray's worker ranges."""
-    low, high = RAY_WORKER_PORTS_END + 1, _ephemeral_start() - 1
+    low, high = RAY_WORKER_PORTS.stop, _ephemeral_start() - 1
     if high - low < 1000:  # an unusual ephemeral range: any non-privileged port above Ray's
         low, high = 1024, 65535
     for _ in range(1000):
         port = _draw.randint(low, high)
-        if port in _handed_out or (10002 <= port <= RAY_WORKER_PORTS_END):
+        if port in _handed_out or port in RAY_WORKER_PORTS:
             continue
         if _bindable(port):
             _handed_out.add(port)

@@ -247,10 +247,11 @@ class RayExecutor:
         self.on_slot[number] = slot
         self.unstarted[number] = call
 
-    def _finishing(self, number: int) -> None:
-        """Trial `number` has sent its last message: its slot takes the next trial now, a call
-        Ray queues behind this one's return (nothing is left to run), not after the driver
-        has seen the stream end and taken its turn (the trial's tell, the next ask)."""
+    def _vacate(self, number: int) -> None:
+        """The slot of trial `number` is free for the next trial, unless it has taken one.
+        Called when the trial has sent its last message (`Ended`, `Failed`): the next call
+        then waits in Ray behind this one's return (nothing is left to run), not for the
+        driver to see the stream end and take its turn (the trial's tell, the next ask)."""
         slot = self.on_slot.get(number)
         if slot is not None and slot.trial == number:
             slot.trial = None
@@ -259,11 +260,10 @@ class RayExecutor:
         """Trial `number` no longer runs on its slot: the slot is idle again, or (`kill`: the
         trial would not stop, or the slot's process is lost) ended and dropped from the pool."""
         self.unstarted.pop(number, None)
+        self._vacate(number)
         slot = self.on_slot.pop(number, None)
         if slot is None:
             return
-        if slot.trial == number:  # else the slot has taken its next trial (`_finishing`)
-            slot.trial = None
         if kill:  # a next trial queued on it never started: it runs on another slot (`_get`)
             if slot in self.pool:
                 self.pool.remove(slot)
@@ -319,7 +319,7 @@ class RayExecutor:
                 if number in self.unstarted and any(isinstance(e, Started) for e in events):
                     del self.unstarted[number]
                 if events and isinstance(events[-1], (Ended, Failed)):
-                    self._finishing(number)
+                    self._vacate(number)
             more = [self.streams[n] for n in numbers if n in self.streams]
             ready = ray.wait(more, num_returns=len(more), timeout=0)[0] if more else []
         self._dispatch()  # the slots freed in this round take the trials waiting
