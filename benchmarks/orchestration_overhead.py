@@ -4,7 +4,7 @@ Every system runs the same trivial trial (10 epochs of near-zero work, each epoc
 of 12 metrics reported) for `--trials` trials at concurrency 2, with the same sampler
 (Optuna's RandomSampler, so the sampler's own cost is the same everywhere and small):
 
-- ``hpstudy``: `study.run.launch.run_study` on a local Ray, trials as Ray streaming tasks, Optuna
+- ``hpstudy``: `study.run.launch.run_study` on a local Ray, trials on trial slots (Ray actors), Optuna
   journal storage, every epoch recorded in MLflow (SQLite), one MLflow run per trial;
 - ``hpstudy+sqlite``: the same with Optuna's SQLite storage (why the journal is the default);
 - ``ray-tune``: `Tuner` with `OptunaSearch` and `MLflowLoggerCallback` (SQLite), a function

@@ -201,6 +201,9 @@ def run_study(
         check = getattr(ex, "check_resources", None)
         if check is not None:
             check()  # before anything is written: a trial that can never be placed is bad input
+        warm = getattr(ex, "warm", None)  # trial slots come up while the study and its writer open
+        if warm is not None:
+            warm(min(prep.spec.concurrency or ex.capacity(), prep.spec.trials))
         study, is_new = open_study(prep, resume=resume)
         remember_code(study, prep.code, say)
 

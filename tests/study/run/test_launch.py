@@ -576,3 +576,41 @@ def test_a_study_without_a_successful_trial_names_its_most_common_error(workdir:
     assert no_success(result, parse_spec(tiny_spec())) == (
         "no trial of study 'tiny-study' succeeded (3 finished, all failed); most common error (2 of 3): ValueError: no GPU"
     )
+
+
+def test_the_executor_is_warmed_for_the_first_trials_before_the_study_opens(workdir: Path, tiny_spec: Any) -> None:
+    """`run_study` asks an executor that can (`warm`: Ray's trial slots) to start what the
+    first trials need before it opens the study and its MLflow writer, once, for the study's
+    concurrency (or its trials, when fewer)."""
+    calls: list[tuple[str, Any]] = []
+
+    class Warmed(InProcessExecutor):
+        def warm(self, concurrency: int) -> None:
+            calls.append(("warm", concurrency))
+
+        def submit(self, number: int, config: Any, params: Any = None) -> None:
+            calls.append(("submit", number))
+            super().submit(number, config, params)
+
+    opened = launching.open_study
+
+    def open_study(prep: Prepared, *, resume: bool) -> Any:
+        calls.append(("open", None))
+        return opened(prep, resume=resume)
+
+    def make(prep: Prepared) -> tuple[InProcessExecutor, Callable[[], None]]:
+        ex = Warmed(prep.data, slots=2)
+        return ex, ex.close
+
+    for trials, concurrency, warmed in ((4, 2, 2), (1, 2, 1)):
+        calls.clear()
+        spec = parse_spec(tiny_spec(name=f"warm-{trials}", trials=trials, concurrency=concurrency))
+        try:
+            launching.open_study = open_study
+            result = launching.run_study(prepare(spec), executor=make, say=lambda m: None, inline_tracking=True)
+        finally:
+            launching.open_study = opened
+        assert result.finished
+        assert calls[:2] == [("warm", warmed), ("open", None)]
+        assert [c for c in calls if c[0] == "warm"] == [("warm", warmed)]
+        assert sum(c[0] == "submit" for c in calls) == trials

@@ -4,8 +4,11 @@ SIGKILLed: no process of that Ray is alive 10 s later (Ray's agents alone used t
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -83,3 +86,36 @@ def test_a_killed_drivers_local_ray_dies_with_it(workdir: Path, tiny_spec: Any, 
     driver.wait(30)
     time.sleep(10)
     assert _alive(procs) == {}
+
+
+_THREADS_PROBE = """
+import json, os, sys
+for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.pop(k, None)
+import ray
+from study.run.ray_executor import start_ray, stop_ray
+assert start_ray(None, threads=3)
+@ray.remote(num_cpus=1)
+def env():
+    return {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+out = {"worker": ray.get(env.remote()), "driver": [os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")],
+       "job": ray.get_runtime_context().runtime_env}
+stop_ray()
+print(json.dumps(out))
+"""
+
+
+def test_a_local_rays_workers_get_the_thread_counts_from_its_environment(workdir: Path) -> None:
+    """A local Ray started by `start_ray` passes the BLAS thread counts to its workers in its
+    processes' environment, not in a runtime environment (which Ray's agent prepares for every
+    worker process it starts, 0.3 s each); the driver's own environment stays as it was."""
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-c", _THREADS_PROBE], cwd=workdir, capture_output=True, text=True, timeout=180,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["worker"] == {"OMP_NUM_THREADS": "3", "OPENBLAS_NUM_THREADS": "3", "MKL_NUM_THREADS": "3"}
+    assert out["driver"] == [None, None]
+    assert "env_vars" not in out["job"]

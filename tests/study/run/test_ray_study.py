@@ -472,6 +472,42 @@ def test_prestart_starts_no_more_slots_than_the_cluster_holds(ray_address: str, 
         ex.close()
 
 
+def test_warm_starts_the_first_slots_without_waiting(ray_address: str, tiny_spec: Any) -> None:
+    """`warm(n)` starts slots for the first `n` trials (two at most, as a first submit
+    would), returns before they are up, and the trials submitted then run on them: no slot
+    more is started for them."""
+    from study.run.events import Started
+    from study.run.ray_executor import STARTING_SLOTS, RayExecutor
+    from trainers import TrainConfig
+
+    prep = prepare(parse_spec(tiny_spec()))
+    ex = RayExecutor(prep.data, slots=True)
+    try:
+        ex.warm(1)
+        assert len(ex.pool) == 1 and ex.pool[0].ready is not None  # started, not waited for
+        ex.warm(5)
+        assert len(ex.pool) == STARTING_SLOTS == 2
+        warmed = list(ex.pool)
+        pids = set(ray.get([slot.actor.__ray_call__.remote(lambda self: os.getpid()) for slot in warmed]))
+        for n in range(3):
+            ex.submit(n, TrainConfig(depth=1, width=8, epochs=2))
+        events: list[Any] = []
+        deadline = time.monotonic() + 60
+        while (ex.streams or ex.waiting) and time.monotonic() < deadline:
+            events += ex.poll(0.5)
+        assert ex.pool == warmed
+        assert {e.info["pid"] for e in events if isinstance(e, Started)} <= pids
+        assert sorted(e.number for e in events if isinstance(e, Started)) == [0, 1, 2]
+    finally:
+        ex.close()
+    no_slots = RayExecutor(prep.data, slots=False)  # trials as tasks: nothing to warm
+    try:
+        no_slots.warm(2)
+        assert no_slots.pool == []
+    finally:
+        no_slots.close()
+
+
 def _alive(pid: int) -> bool:
     """A process that exists and is not a zombie."""
     try:
