@@ -4,10 +4,10 @@ import), its events in lists (`study.run.remote.coalesced`). A CPU trial is a ca
 trials submitted beyond the free slots (`waiting`) and starts one on a slot as soon as `poll`
 sees the last message (`Ended`, `Failed`) of the slot's trial: the call waits in the slot's
 queue for the trial's return, with no Ray scheduling between (Ray's turn from one queued task
-to the next on a worker took 50-75 ms with 64 slots on 2 cores) and no driver's turn. Slots start as trials
-need them, up to what the cluster holds, two at a time at first (`STARTING_SLOTS`); the
-first ones at `warm`, before the driver opens the study. A trial
-that asks for GPUs is a Ray task of its own (``slots=False``).
+to the next on a worker took 50-75 ms with 64 slots on 2 cores) and no driver's turn. Slots
+start as trials need them, up to what the cluster holds, two at a time at first
+(`STARTING_SLOTS`); the first ones at `warm`, before the driver opens the study. A trial that
+asks for GPUs is a Ray task of its own (``slots=False``).
 
 The dataset is `ray.put` once; every trial gets the same reference, so the trials on a node
 read one shared-memory copy. `poll` is a `ray.wait` over the trials' `ObjectRefGenerator`s.
@@ -27,8 +27,9 @@ Ray (``max_retries=0``, ``max_restarts=0``): a lost worker is a `Died` event and
 decides; a trial given a slot that died while idle, which never started, runs on another.
 
 `start_ray` starts a local Ray (dashboard off, all of this machine's CPUs, worker logs kept
-out of the terminal, the workers' thread counts in its environment) or connects to an existing cluster with ``address``. A local Ray is
-watched (`study.run.reaper`): if the driver is killed, its Ray processes die within a second.
+out of the terminal, the workers' thread counts in its environment) or connects to an
+existing cluster with ``address``. A local Ray is watched (`study.run.reaper`): if the driver
+is killed, its Ray processes die within a second.
 """
 
 from __future__ import annotations
