@@ -201,9 +201,10 @@ def run_study(
         check = getattr(ex, "check_resources", None)
         if check is not None:
             check()  # before anything is written: a trial that can never be placed is bad input
+        concurrency = min(prep.spec.concurrency or ex.capacity(), prep.spec.trials)
         warm = getattr(ex, "warm", None)  # trial slots come up while the study and its writer open
         if warm is not None:
-            warm(min(prep.spec.concurrency or ex.capacity(), prep.spec.trials))
+            warm(concurrency)
         study, is_new = open_study(prep, resume=resume)
         remember_code(study, prep.code, say)
 
@@ -226,7 +227,7 @@ def run_study(
                 sync_hint=f"{study_command()} sync {prep.spec.name}",
             )
         try:
-            return _drive(prep, study, is_new, tracker, ex, listener=listener, say=say, conclude=conclude)
+            return _drive(prep, study, is_new, tracker, ex, concurrency, listener=listener, say=say, conclude=conclude)
         finally:
             tracker.close()
     finally:
@@ -239,6 +240,7 @@ def _drive(
     is_new: bool,
     tracker: Tracker,
     ex: Executor,
+    concurrency: int,
     *,
     listener: Listener | None,
     say: Callable[[str], None],
@@ -266,7 +268,6 @@ def _drive(
                 f"multi-objective study ({', '.join(o.metric for o in spec.all_objectives)}): pruning is off, Optuna prunes single-objective studies only"
             )
         decisions = decisions_for(study, spec, prep.space, prep.data, lease)
-        concurrency = min(spec.concurrency or ex.capacity(), spec.trials)
         tally = Tally(study, spec, shared=lease.shared)
         queue = getattr(ex, "queue_ahead", None)  # trials the executor can hold until a slot frees
         queued = queue(concurrency) if queue is not None else 0

@@ -114,14 +114,15 @@ def start_ray(address: str | None = None, *, threads: int = 1, runtime_env: dict
     if ray.is_initialized():
         return False
     common: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
+    counts = _thread_env(threads)
+    if address or runtime_env:
+        common["runtime_env"] = {**(runtime_env or {}), "env_vars": counts}
     if address:
-        ray.init(address=address, runtime_env={**(runtime_env or {}), "env_vars": _thread_env(threads)}, **common)
+        ray.init(address=address, **common)
         return True
     # "local": always a new instance, never one another `ray start` left in /tmp/ray
-    if runtime_env:
-        common["runtime_env"] = {**runtime_env, "env_vars": _thread_env(threads)}
     before = reaper.children(os.getpid())
-    with _environ(_thread_env(threads)):
+    with _environ(counts):
         ray.init(address="local", include_dashboard=False, **common)
     reaper.watch(reaper.children(os.getpid()) - before)
     return True
