@@ -23,9 +23,7 @@ per trial), two trials at a time, maximizing validation accuracy:
   successive halving, min_resource 1, reduction factor 3), ``tpe-hyperband``, ``random-sh``
   (random sampler + successive halving), ``tpe-sh4`` (reduction factor 4 from epoch 1:
   Ray Tune's ASHA rungs 1, 4, 16), ``tpe-indep`` (independent TPE without the constant liar,
-  as Ray Tune's `OptunaSearch` samples, with the default pruner), ``tpe-completed-first``
-  (the default with Optuna's ranking of pruned trials in TPE's model, ``sampler.rank_by:
-  completed_first``), each through the engine.
+  as Ray Tune's `OptunaSearch` samples, with the default pruner), each through the engine.
 
 Budget: ``--budget E`` epochs for each study (``E x multiple`` for ``random-2x``/``-4x``);
 a study stops once it has trained that many epochs (trials in flight then are stopped, as
@@ -103,8 +101,6 @@ METHODS: dict[str, Method] = {
         "engine", 1, {"sampler": "tpe", "pruner": {"name": "successive_halving", "min_resource": 1, "reduction_factor": 4}}
     ),
     "tpe-indep": Method("engine", 1, {"sampler": {"name": "tpe", "multivariate": False, "constant_liar": False}}),
-    # Optuna's own ranking of pruned trials in TPE's model (completed first), with the default pruner
-    "tpe-completed-first": Method("engine", 1, {"sampler": {"name": "tpe", "rank_by": "completed_first"}}),
 }
 
 

@@ -191,20 +191,13 @@ class ObjectiveSpec(_Model):
 class SamplerSpec(_Model):
     """Optuna sampler. TPE is multivariate with the constant liar by default, so trials in
     flight are treated as bad results and parallel workers do not all pick the same spot.
-    ``grid`` maps each parameter to its list of values.
-
-    ``rank_by`` (TPE with a pruner): how TPE's model ranks trials a pruner stopped. ``rung``
-    (the default) ranks every trial by its value at the highest epoch that enough trials
-    reached, as BOHB does (`study.run.samplers.RungView`); ``completed_first`` is Optuna's
-    rule: every completed trial before every pruned one, then pruned ones by the epoch they
-    reached."""
+    ``grid`` maps each parameter to its list of values."""
 
     name: Literal["tpe", "random", "gp", "cmaes", "nsga2", "grid"] = "tpe"
     seed: int | None = Field(None, ge=0, description="default: the study seed")
     n_startup_trials: int | None = Field(None, ge=0)
     multivariate: bool = True
     constant_liar: bool = True
-    rank_by: Literal["rung", "completed_first"] | None = Field(None, description="tpe only; default rung")
     population_size: int | None = Field(None, ge=2, description="nsga2 only")
     grid: dict[str, list[Any]] | None = None
 
@@ -220,8 +213,6 @@ class SamplerSpec(_Model):
             raise ValueError("every grid parameter needs at least one value")
         if self.population_size is not None and self.name != "nsga2":
             raise ValueError("population_size is only for the nsga2 sampler")
-        if self.rank_by is not None and self.name != "tpe":
-            raise ValueError(f"rank_by is only for the tpe sampler, not {self.name!r}")
         return self
 
 

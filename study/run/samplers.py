@@ -1,17 +1,13 @@
 """The spec's Optuna sampler and pruner.
 
 TPE is multivariate with the constant liar by default, so trials in flight are treated as bad
-results and parallel workers do not all pick the same spot. With a pruner, TPE's model ranks
-the trials at a rung (`RungView`, ``sampler.rank_by: rung``) rather than every completed
-trial before every pruned one. A resumed study's sampler seed mixes in how many trials
-exist, so it does not replay the random draws of its first run.
+results and parallel workers do not all pick the same spot. A resumed study's sampler seed
+mixes in how many trials exist, so it does not replay the random draws of its first run.
 """
 
 from __future__ import annotations
 
-import copy
 import importlib.util
-import math
 import warnings
 from typing import Any
 
@@ -20,10 +16,6 @@ import optuna
 
 from study.spec import SpecError, StudySpec
 from study.stores import optuna_storage
-
-#: `RungView`: the rung is the highest epoch that this many times TPE's good set reached, so
-#: the good set is the best third there (what successive halving at factor 3 promotes).
-RUNG_NEED = 3
 
 
 def trial_seed(study_seed: int, number: int) -> int:
@@ -45,10 +37,9 @@ def _sampler(spec: StudySpec, n_existing: int) -> optuna.samplers.BaseSampler:
     startup: dict[str, Any] = {} if s.n_startup_trials is None else {"n_startup_trials": s.n_startup_trials}
     if s.name == "tpe":
         optuna_storage.vectorized_tpe_math()
-        kw = dict(seed=seed, multivariate=s.multivariate, group=s.multivariate, constant_liar=s.constant_liar, **startup)
-        if spec.pruning and s.rank_by != "completed_first":
-            return optuna_storage.ViewTPESampler(RungView(RUNG_NEED, spec.objective.scope == "best"), **kw)
-        return optuna.samplers.TPESampler(**kw)
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=s.multivariate, group=s.multivariate, constant_liar=s.constant_liar, **startup
+        )
     if s.name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if s.name == "gp":
@@ -121,63 +112,3 @@ def _pruner(p: Any, epochs: int | None = None) -> optuna.pruners.BasePruner:
         high = p.max_resource if p.max_resource != "auto" else (epochs or "auto")
         return optuna.pruners.HyperbandPruner(low or 1, high, p.reduction_factor)
     return optuna.pruners.PatientPruner(_pruner(p.wrapped, epochs) if p.wrapped else None, p.patience, p.min_delta)
-
-
-class RungView:
-    """BOHB's rule for TPE's model on a multi-fidelity study: rank the trials by their
-    values at the highest epoch that enough trials reached, not completed-before-pruned.
-
-    With successive halving the first trial to reach a rung goes on unopposed, so early
-    trials complete whatever their value, and Optuna's TPE puts every completed trial in its
-    good set before any pruned one: a poor trial that completed for lack of competitors can
-    steer the search for dozens of trials. Here, with ``n_below`` the size of TPE's good set
-    (``min(ceil(0.1 n), 25)`` of n finished trials), the rung is the highest epoch that at
-    least ``need * n_below`` finished trials reached (or completed before, by early
-    stopping); those trials are ranked by their value there (their best up to it with
-    `scope_best`, as the objective ranks the weights early stopping keeps), the others stay
-    pruned and rank after them by Optuna's own rule (the epoch they reached, then the
-    value). Once that many trials completed, the rung is the last epoch and the ranking is
-    Optuna's."""
-
-    def __init__(self, need: int = 3, scope_best: bool = True) -> None:
-        self.need, self.scope_best = need, scope_best
-
-    def __call__(self, trials: list[optuna.trial.FrozenTrial], direction: Any) -> list[optuna.trial.FrozenTrial]:
-        from optuna.trial import TrialState
-
-        finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-        if not finished:
-            return trials
-        n_below = min(math.ceil(0.1 * len(finished)), 25)
-        need = self.need * n_below
-        maximize = direction == optuna.study.StudyDirection.MAXIMIZE
-        reach = sorted((math.inf if t.state == TrialState.COMPLETE else max(t.intermediate_values, default=0)) for t in finished)
-        if len(reach) < need:
-            return trials
-        # the highest epoch at least `need` trials reached: the need-th largest reach
-        rung = reach[-need]
-        if rung == math.inf or rung <= 0:  # enough trials completed, or none reported an epoch
-            return trials
-        out = []
-        for t in trials:
-            iv = {s: v for s, v in t.intermediate_values.items() if s <= rung and math.isfinite(v)}
-            reached = t.state == TrialState.COMPLETE or (
-                t.state == TrialState.PRUNED and max(t.intermediate_values, default=0) >= rung
-            )
-            if not (iv and reached):  # in flight, or stopped below the rung (ranked after, by Optuna's rule)
-                out.append(t)
-                continue
-            if self.scope_best:
-                v = max(iv.values()) if maximize else min(iv.values())
-            else:
-                v = iv[max(iv)]
-            out.append(_with(t, TrialState.COMPLETE, v))
-        return out
-
-
-def _with(t: optuna.trial.FrozenTrial, state: Any, value: float | None) -> optuna.trial.FrozenTrial:
-    """A copy of `t` in `state` with `value` (the stored trial is not touched)."""
-    seen = copy.copy(t)
-    seen.state = state
-    seen.value = value
-    return seen

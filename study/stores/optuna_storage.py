@@ -608,37 +608,3 @@ def vectorized_tpe_math() -> bool:
     _log_ndtr.hpstudy = True  # type: ignore[attr-defined]
     truncnorm._log_ndtr = _log_ndtr
     return True
-
-
-class ViewTPESampler(optuna.samplers.TPESampler):
-    """TPE whose model sees the study's trials through `view` (a function from the trials
-    TPE reads to the trials it models): `study.run.samplers.RungView` ranks trials by their
-    values at one rung of the pruner's schedule (BOHB's rule) instead of Optuna's rule that
-    puts every completed trial before every pruned one. Only the model's split of good and
-    bad trials changes; what is sampled where, the startup trials and the constant liar's
-    shared parameters are TPE's. Overrides ``TPESampler._sample`` (Optuna 5), the one method
-    through which TPE's relative and independent sampling read the trials."""
-
-    def __init__(self, view: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._view = view
-
-    def _sample(self, study: optuna.Study, trial: optuna.trial.FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
-        if _optuna_major() != OPTUNA_MAJOR:
-            return super()._sample(study, trial, search_space)
-        return super()._sample(_StudyView(study, self._view), trial, search_space)  # type: ignore[arg-type]
-
-
-class _StudyView:
-    """A study whose ``_get_trials`` passes through a view; everything else is the study's."""
-
-    def __init__(self, study: optuna.Study, view: Any) -> None:
-        self._study, self._view_fn = study, view
-
-    def _get_trials(self, deepcopy: bool = True, states: Any = None, use_cache: bool = False) -> list[optuna.trial.FrozenTrial]:
-        return self._view_fn(
-            self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache), self._study.direction
-        )
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._study, name)
