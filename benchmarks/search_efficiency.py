@@ -23,7 +23,9 @@ per trial), two trials at a time, maximizing validation accuracy:
   successive halving, min_resource 1, reduction factor 3), ``tpe-hyperband``, ``random-sh``
   (random sampler + successive halving), ``tpe-sh4`` (reduction factor 4 from epoch 1:
   Ray Tune's ASHA rungs 1, 4, 16), ``tpe-indep`` (independent TPE without the constant liar,
-  as Ray Tune's `OptunaSearch` samples, with the default pruner), each through the engine.
+  as Ray Tune's `OptunaSearch` samples, with the default pruner), ``tpe-tunelike`` (all three
+  of Ray Tune's choices: independent TPE without the constant liar, rungs 1, 4, 16, and the
+  winner ranked by its last epoch, ``objective.scope: last``), each through the engine.
 
 Budget: ``--budget E`` epochs for each study (``E x multiple`` for ``random-2x``/``-4x``);
 a study stops once it has trained that many epochs (trials in flight then are stopped, as
@@ -101,6 +103,16 @@ METHODS: dict[str, Method] = {
         "engine", 1, {"sampler": "tpe", "pruner": {"name": "successive_halving", "min_resource": 1, "reduction_factor": 4}}
     ),
     "tpe-indep": Method("engine", 1, {"sampler": {"name": "tpe", "multivariate": False, "constant_liar": False}}),
+    # all three of Ray Tune's choices at once, through the engine: its sampling, its rungs, its scope
+    "tpe-tunelike": Method(
+        "engine",
+        1,
+        {
+            "sampler": {"name": "tpe", "multivariate": False, "constant_liar": False},
+            "pruner": {"name": "successive_halving", "min_resource": 1, "reduction_factor": 4},
+            "objective": {"metric": "val_acc", "scope": "last"},
+        },
+    ),
 }
 
 
