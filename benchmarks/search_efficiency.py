@@ -85,6 +85,11 @@ class Method:
     reuse_actors: bool = False  # Ray Tune only
 
 
+#: Ray Tune's choices as spec fields: `OptunaSearch`'s independent TPE without the constant
+#: liar, and `ASHAScheduler`'s rungs (grace period 1, reduction factor 4)
+TUNE_SAMPLING = {"name": "tpe", "multivariate": False, "constant_liar": False}
+TUNE_RUNGS = {"name": "successive_halving", "min_resource": 1, "reduction_factor": 4}
+
 METHODS: dict[str, Method] = {
     "hpstudy": Method("engine"),
     "random-1x": Method("engine", 1, {"sampler": "random", "pruner": "none"}),
@@ -99,19 +104,11 @@ METHODS: dict[str, Method] = {
     "tpe-hyperband": Method("engine", 1, {"sampler": "tpe", "pruner": {"name": "hyperband"}}),
     "random-sh": Method("engine", 1, {"sampler": "random", "pruner": {"name": "successive_halving", "min_resource": 1}}),
     # Ray Tune's ASHA schedule (rungs 1, 4, 16) and its independent TPE, through the engine
-    "tpe-sh4": Method(
-        "engine", 1, {"sampler": "tpe", "pruner": {"name": "successive_halving", "min_resource": 1, "reduction_factor": 4}}
-    ),
-    "tpe-indep": Method("engine", 1, {"sampler": {"name": "tpe", "multivariate": False, "constant_liar": False}}),
+    "tpe-sh4": Method("engine", 1, {"sampler": "tpe", "pruner": TUNE_RUNGS}),
+    "tpe-indep": Method("engine", 1, {"sampler": TUNE_SAMPLING}),
     # all three of Ray Tune's choices at once, through the engine: its sampling, its rungs, its scope
     "tpe-tunelike": Method(
-        "engine",
-        1,
-        {
-            "sampler": {"name": "tpe", "multivariate": False, "constant_liar": False},
-            "pruner": {"name": "successive_halving", "min_resource": 1, "reduction_factor": 4},
-            "objective": {"metric": "val_acc", "scope": "last"},
-        },
+        "engine", 1, {"sampler": TUNE_SAMPLING, "pruner": TUNE_RUNGS, "objective": {"metric": "val_acc", "scope": "last"}}
     ),
 }
 
