@@ -244,6 +244,8 @@ class Driver:
         if self.decisions.report(r.asked.trial, epoch, r.value, last):
             self.executor.cancel(r.number)
             self._end(r, Outcome(StopReason.PRUNED, attrs={TrialAttr.PRUNED_STEP: epoch, TrialAttr.PRUNED_VALUE: r.value}))
+        else:
+            self.executor.go(r.number, epoch)
 
     def _finished(self, r: RunningTrial, end: Ended) -> None:
         attrs: dict[str, Any] = {

@@ -35,6 +35,10 @@ class Executor(Protocol):
         remaining events are dropped."""
         ...
 
+    def go(self, number: int, epoch: int) -> None:
+        """The pruner lets trial `number` go on after `epoch` (a trial paused at a rung trains on)."""
+        ...
+
     def close(self) -> None:
         """Cancel whatever still runs and release resources."""
         ...
@@ -93,6 +97,9 @@ class InProcessExecutor:
                 del self.running[number]
                 events.append(Died(number, str(e) or "worker died"))
         return events
+
+    def go(self, number: int, epoch: int) -> None:
+        """Nothing: a trial stepped here never runs ahead of the driver."""
 
     def cancel(self, number: int, force: bool = False) -> None:
         gen = self.running.pop(number, None)

@@ -35,7 +35,7 @@ from study.run.executor import Executor
 from study.run.lease import Lease, beats, driver_id, live_drivers
 from study.run.prepare import Prepared, prepare
 from study.run.reconcile import mark_tracked, release_orphans, repair_tracking
-from study.run.samplers import make_pruner, make_sampler
+from study.run.samplers import make_pruner, make_sampler, pause_epochs
 from study.run.tally import Tally
 from study.spec import SpecError, StudySpec, load_spec, parse_spec
 from study.stores import optuna_storage
@@ -127,7 +127,7 @@ def ray_executor(address: str | None) -> ExecutorFactory:
             code, env = worker_code(prep.code, spec, "local")
         ex = RayExecutor(
             prep.data, backend=spec.backend, device=spec.device, cpus=spec.resources.cpus, gpus=spec.resources.gpus,
-            code=code, local=not address or address == "local",
+            code=code, local=not address or address == "local", pause_at=pause_epochs(spec, prep.space),
         )  # fmt: skip
 
         def cleanup() -> None:

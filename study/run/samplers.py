@@ -97,6 +97,37 @@ def halving_min_resource(epochs: int, reduction_factor: int) -> int:
     return max(1, epochs // reduction_factor**3)
 
 
+#: The highest rung `pause_epochs` lists when the trials' epochs are not known.
+_RUNG_CAP = 1_000_000
+
+
+def pause_epochs(spec: StudySpec, space: Any = None) -> frozenset[int]:
+    """The epochs after which a trial waits for the pruner's verdict before it trains on:
+    the rungs of the halving pruners (successive halving; Hyperband: every bracket's, which
+    are the same steps), where the verdict is mostly "stop", so a pruned trial trains no epoch
+    past its rung. Empty for the other pruners (the median pruner decides at every epoch and
+    mostly lets a trial go on, so a trial trains on while the driver decides, and stops before
+    its next epoch when told) and for successive halving with Optuna's ``auto`` rungs (epochs
+    not known before a trial runs). The trial's last epoch needs no pause, but a pause there
+    costs nothing: the driver answers it as any other."""
+    p = spec.pruner
+    if not spec.pruning or p.name not in ("successive_halving", "hyperband"):
+        return frozenset()
+    epochs = trial_epochs(spec, space)
+    derived = halving_min_resource(epochs, p.reduction_factor) if epochs else None
+    low = p.min_resource if p.min_resource != "auto" else derived
+    if low is None and p.name == "hyperband":
+        low = 1  # as `_pruner` builds it
+    if low is None:
+        return frozenset()
+    step = low * p.reduction_factor ** (p.min_early_stopping_rate if p.name == "successive_halving" else 0)
+    rungs = set()
+    while step < (epochs or _RUNG_CAP):
+        rungs.add(step)
+        step *= p.reduction_factor
+    return frozenset(rungs)
+
+
 def _pruner(p: Any, epochs: int | None = None) -> optuna.pruners.BasePruner:
     if p is None or p.name == "none":
         return optuna.pruners.NopPruner()

@@ -1,7 +1,7 @@
 """How a trial's events are grouped into Ray objects (`study.run.remote.coalesced`), on a
 scripted clock: slow epochs go out one by one the moment they end, fast ones together, a
-start, an end or a failure at once with whatever epochs wait before it; nothing is lost,
-reordered or duplicated."""
+start, an end, a failure or an epoch at a pruner's rung at once with whatever epochs wait
+before it; nothing is lost, reordered or duplicated."""
 
 from __future__ import annotations
 
@@ -23,11 +23,13 @@ def _scripted(times: list[float], events: list[Event]) -> tuple[Iterator[Event],
     return gen(), now
 
 
-def _groups(times: list[float], events: list[Event], window: float = 0.05) -> list[list[str]]:
+def _groups(
+    times: list[float], events: list[Event], window: float = 0.05, pause_at: frozenset[int] = frozenset()
+) -> list[list[str]]:
     gen, now = _scripted(times, events)
     out = [
         [type(e).__name__ + (str(e.epoch) if isinstance(e, Epoch) else "") for e in batch]
-        for batch in coalesced(gen, window, lambda: now[0])
+        for batch in coalesced(gen, window, lambda: now[0], pause_at)
     ]
     flat = [e for batch in out for e in batch]
     names = [type(e).__name__ + (str(e.epoch) if isinstance(e, Epoch) else "") for e in events]
@@ -52,6 +54,15 @@ def test_fast_epochs_go_out_together_with_the_next_event() -> None:
     assert _groups(times, events) == [
         ["Started"], ["Epoch1", "Epoch2", "Epoch3"], ["Epoch4", "Epoch5", "Epoch6"], ["Epoch7", "Epoch8", "Epoch9"],
         ["Epoch10", "Ended"],
+    ]  # fmt: skip
+
+
+def test_an_epoch_at_a_rung_goes_out_at_once() -> None:
+    """The trial waits there for the pruner's verdict: the driver must see that epoch now."""
+    events = [Started(0, {}), *_epochs(10), Ended(0, "completed", 10, 10, 10)]
+    times = [0.0] + [0.001 * k for k in range(1, 11)] + [0.0105]
+    assert _groups(times, events, pause_at=frozenset({1, 3, 9})) == [
+        ["Started"], ["Epoch1"], ["Epoch2", "Epoch3"], [f"Epoch{k}" for k in range(4, 10)], ["Epoch10", "Ended"],
     ]  # fmt: skip
 
 

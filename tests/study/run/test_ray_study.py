@@ -518,7 +518,8 @@ def _alive(pid: int) -> bool:
 
 def test_the_stop_board() -> None:
     """`wait` answers True once the trial is stopped (before or after it asks), False once it
-    is forgotten; nothing is kept of a forgotten trial."""
+    is forgotten; `verdict` at a rung answers False once the driver let the trial past that
+    epoch, True once it is stopped; nothing is kept of a forgotten trial."""
     import asyncio
 
     from study.run.remote import StopBoard
@@ -538,6 +539,24 @@ def test_the_stop_board() -> None:
         assert await forgotten is False
         await board.forget([1, 2])
         assert board.waiting == {} and board.stopped == set()
+        # at a rung: go on once let past that epoch (before or after it asks), stop when stopped
+        await board.go(4, 1)
+        assert await board.verdict(4, 1) is False
+        pausing = asyncio.ensure_future(board.verdict(4, 3))
+        await asyncio.sleep(0.01)
+        assert not pausing.done()  # let past epoch 1, not 3
+        await board.go(4, 3)
+        assert await pausing is False
+        pausing = asyncio.ensure_future(board.verdict(4, 9))
+        await asyncio.sleep(0.01)
+        await board.stop(4)
+        assert await pausing is True and await board.verdict(4, 27) is True
+        pausing = asyncio.ensure_future(board.verdict(5, 1))
+        await asyncio.sleep(0.01)
+        assert await board.held() == (2, 1)
+        await board.forget([4, 5])
+        assert await pausing is False
+        assert await board.held() == (0, 0) and board.passed == {} and board.pausing == {}
 
     asyncio.run(scenario())
 

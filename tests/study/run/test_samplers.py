@@ -7,7 +7,7 @@ import pytest
 
 from study.run.decisions import objective_values
 from study.run.events import Ended
-from study.run.samplers import make_pruner, make_sampler, trial_seed
+from study.run.samplers import make_pruner, make_sampler, pause_epochs, trial_seed
 from study.spec import parse_spec
 
 
@@ -77,6 +77,52 @@ def test_pruners(pruner: object, cls: str) -> None:
     assert type(make_pruner(parse_spec({"name": "x", "pruner": pruner}))).__name__ == cls
     multi = parse_spec({"name": "x", "pruner": pruner, "objectives": ["val_loss", "n_params"]})
     assert type(make_pruner(multi)).__name__ == "NopPruner"
+
+
+def _rung_steps(pruner: optuna.pruners.BasePruner, epochs: int, trials: int) -> set[int]:
+    """The steps at which Optuna's pruner records a rung (a ``completed_rung_*`` system attr)
+    for `trials` trials, each reporting every epoch (improving ones, so most go on)."""
+    study = optuna.create_study(pruner=pruner)
+    steps: set[int] = set()
+    for n in range(trials):
+        trial = study.ask()
+        for epoch in range(1, epochs + 1):
+            trial.report(1.0 / epoch - 0.01 * n, epoch)
+            before = len(study._storage.get_trial_system_attrs(trial._trial_id))
+            pruned = trial.should_prune()
+            if len(study._storage.get_trial_system_attrs(trial._trial_id)) > before:
+                steps.add(epoch)
+            if pruned:
+                break
+        study.tell(
+            trial,
+            state=optuna.trial.TrialState.PRUNED if pruned else optuna.trial.TrialState.COMPLETE,
+            values=None if pruned else 0.0,
+        )
+    return steps
+
+
+@pytest.mark.parametrize(
+    ("pruner", "fixed", "rungs"),
+    [
+        (None, {"epochs": 30}, {1, 3, 9, 27}),  # the default: min_resource 30 // 27
+        (None, {"epochs": 200}, {7, 21, 63, 189}),
+        ({"name": "successive_halving", "min_resource": 2, "reduction_factor": 2}, {"epochs": 20}, {2, 4, 8, 16}),
+        ({"name": "successive_halving", "min_early_stopping_rate": 1}, {"epochs": 30}, {3, 9, 27}),
+        ("hyperband", {"epochs": 30}, {1, 3, 9, 27}),  # every bracket's rungs
+        ("median", {"epochs": 30}, set()),
+        ("none", {"epochs": 30}, set()),
+        ({"name": "patient", "wrapped": "successive_halving"}, {"epochs": 30}, set()),
+    ],
+)
+def test_pause_epochs_are_the_rungs_optunas_pruner_decides_at(pruner: object, fixed: dict, rungs: set[int]) -> None:
+    """A trial waits for the verdict exactly where Optuna's halving pruner records a rung."""
+    spec = parse_spec({"name": "x", "space": "quickstart", "fixed": fixed, **({} if pruner is None else {"pruner": pruner})})
+    assert pause_epochs(spec) == rungs
+    if rungs:  # the reference: where the pruner itself decides, over trials of every Hyperband bracket
+        assert _rung_steps(make_pruner(spec), fixed["epochs"], trials=12) == rungs
+    multi = parse_spec({"name": "x", "fixed": fixed, "objectives": ["val_loss", "n_params"]})
+    assert pause_epochs(multi) == set()  # nothing prunes a multi-objective study
 
 
 def test_tpe_math_is_optunas_function_vectorized() -> None:

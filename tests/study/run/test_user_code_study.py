@@ -211,6 +211,49 @@ def test_user_trainer_study_prunes_fails_and_diverges_per_trial(ray_address: str
     assert runs[trials[0.95].number].info.status == "FAILED" and trials[0.95].state == TrialState.FAIL
 
 
+PACED = """\
+import time
+
+
+def trial(params, data):
+    \"\"\"Epochs of 0.5 s, each one line (a, epoch, end time) in LOG when it ends; val_loss = a + 1/epoch.\"\"\"
+    for epoch in range(1, params["epochs"] + 1):
+        time.sleep(0.5)
+        with open({log!r}, "a") as f:
+            f.write(f"{{params['a']}} {{epoch}} {{time.monotonic()}}\\n")
+        yield {{"val_loss": params["a"] + 1 / epoch}}
+"""
+
+
+def test_a_trial_waits_at_a_rung_for_the_verdict(ray_address: str, workdir: Path) -> None:
+    """Successive halving with rungs at epochs 1, 2 and 4: a trial waits after a rung's epoch
+    for the pruner's verdict, so a pruned trial trains no epoch past its rung (without the
+    pause, each trained the next 0.5-s epoch while the driver decided), and one let past
+    goes on at once (the driver's `go`), not after the pause's bound of one epoch."""
+    folder = user_folder(workdir)
+    log = workdir / "epochs.log"
+    (folder / "paced.py").write_text(PACED.format(log=str(log)))
+    spec = write_spec(
+        folder, workdir, name="paced", trainer="paced.py:trial", space={"parameters": {"a": {"float": [0.0, 1.0]}}},
+        fixed={"epochs": 6}, trials=4, concurrency=1, enqueue=[{"a": 0.1}, {"a": 0.5}, {"a": 0.6}, {"a": 0.7}],
+        pruner={"name": "successive_halving", "min_resource": 1, "reduction_factor": 2},
+    )  # fmt: skip
+    result = run_on_ray(ray_address, spec)
+    trials = {t.params["a"]: t for t in result.study.get_trials()}
+    assert trials[0.1].state == TrialState.COMPLETE  # the first at every rung goes on unopposed
+    ends: dict[float, dict[int, float]] = {}
+    for line in log.read_text().splitlines():
+        a, epoch, at = line.split()
+        ends.setdefault(float(a), {})[int(epoch)] = float(at)
+    for a in (0.5, 0.6, 0.7):  # worse than 0.1 at epoch 1: pruned there, and trained nothing more
+        assert trials[a].state == TrialState.PRUNED and trials[a].user_attrs["pruned_step"] == 1
+        assert sorted(ends[a]) == [1], f"trial a={a} trained epochs {sorted(ends[a])} after being pruned at epoch 1"
+    done = ends[0.1]
+    assert sorted(done) == [1, 2, 3, 4, 5, 6]
+    for rung in (1, 2, 4):  # told to go on: the next epoch started within far less than the pause's bound (0.5 s)
+        assert done[rung + 1] - done[rung] < 0.85, f"trial a=0.1 waited {done[rung + 1] - done[rung] - 0.5:.2f} s at rung {rung}"
+
+
 def test_resume_after_a_sigkilled_driver_keeps_the_users_model(ray_address: str, workdir: Path, study_cli: str) -> None:
     folder = user_folder(workdir)
     slow = {"name": "gaussian_mixture", "args": {"n_samples": 1500, "n_features": 6, "n_classes": 3}}
