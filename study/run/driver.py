@@ -9,7 +9,8 @@ records, a `Listener` displays. Where a trial's epoch goes, in order:
    - `Started`: the trial runs (its timeout clock starts; where it runs is recorded);
    - `Epoch`: queue the record for MLflow, report the objective metric to Optuna, and if the
      pruner says stop, cancel the task and end the trial as pruned (its slot refills on the
-     next turn of the loop);
+     next turn of the loop), else tell the executor it goes on (`go`: a trial waiting at a
+     pruner's rung for the verdict trains on);
    - `Ended`: tell Optuna COMPLETE with the objective value(s), or FAIL for a diverged run;
    - `Failed` / `Died`: FAIL as failed (the traceback, if any, as a text file of the run) /
      worker_died (the latter re-enqueued);
@@ -242,7 +243,7 @@ class Driver:
         self.listener.on_epoch(r.number, epoch, metrics)
         last = r.asked.epochs is not None and epoch >= r.asked.epochs
         if self.decisions.report(r.asked.trial, epoch, r.value, last):
-            self.executor.cancel(r.number)
+            self.executor.cancel(r.number, at=epoch)
             self._end(r, Outcome(StopReason.PRUNED, attrs={TrialAttr.PRUNED_STEP: epoch, TrialAttr.PRUNED_VALUE: r.value}))
         else:
             self.executor.go(r.number, epoch)

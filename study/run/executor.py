@@ -30,9 +30,10 @@ class Executor(Protocol):
         """Events that are ready, waiting up to `timeout` seconds for the first one."""
         ...
 
-    def cancel(self, number: int, force: bool = False) -> None:
+    def cancel(self, number: int, force: bool = False, at: int | None = None) -> None:
         """Stop trial `number` now (`force`: even if it does not return to Python); its
-        remaining events are dropped."""
+        remaining events are dropped. `at`: the epoch the pruner stopped it at (a trial waiting
+        there for the verdict returns at once)."""
         ...
 
     def go(self, number: int, epoch: int) -> None:
@@ -101,7 +102,7 @@ class InProcessExecutor:
     def go(self, number: int, epoch: int) -> None:
         """Nothing: a trial stepped here never runs ahead of the driver."""
 
-    def cancel(self, number: int, force: bool = False) -> None:
+    def cancel(self, number: int, force: bool = False, at: int | None = None) -> None:
         gen = self.running.pop(number, None)
         close = getattr(gen, "close", None)
         if close is not None:

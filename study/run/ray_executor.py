@@ -23,7 +23,8 @@ past its rung (MNIST-1D studies of the default pruner: pruned trials trained 4-6
 their rung while the driver decided, uncounted, before the per-epoch look and the pause).
 Ray ends only a trial past its timeout (``force``) and one that has not stopped
 `STOP_GRACE_SECONDS` after it was told: a slot's process by `ray.kill` (the executor starts
-another slot), a task by `ray.cancel` (``force``: its worker process). Never a trial that has
+another slot; a trial queued behind the stopped one, never started, runs on another slot),
+a task by `ray.cancel` (``force``: its worker process). Never a trial that has
 ended: Ray 2.60's driver can abort when a cancellation
 races with the task's completion ("Tried to complete task that was not pending",
 task_manager.cc; seen twice in pruning-heavy studies before the board). Nothing is retried by
@@ -306,9 +307,12 @@ class RayExecutor:
 
     def _vacate(self, number: int) -> None:
         """The slot of trial `number` is free for the next trial, unless it has taken one.
-        Called when the trial has sent its last message (`Ended`, `Failed`): the next call
-        then waits in Ray behind this one's return (nothing is left to run), not for the
-        driver to see the stream end and take its turn (the trial's tell, the next ask)."""
+        Called when the trial has sent its last message (`Ended`, `Failed`), or was stopped
+        at a rung where it waits for that verdict: the next call then waits in Ray behind this
+        one's return (nothing, or nothing but the return, is left to run), not for the driver
+        to see the stream end and take its turn (the trial's tell, the next ask). Should the
+        stopped trial not return within `STOP_GRACE_SECONDS`, the slot is killed and the trial
+        queued behind it, which never started, runs on another (`_get`)."""
         slot = self.on_slot.get(number)
         if slot is not None and slot.trial == number:
             slot.trial = None
@@ -431,10 +435,13 @@ class RayExecutor:
             f"but no node of the Ray cluster has that (the cluster has {total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs)"
         )
 
-    def cancel(self, number: int, force: bool = False) -> None:
-        """Stop a trial: the board tells its task to return at its next message; with `force`
-        (a trial stuck past its timeout) Ray ends its worker process (its slot's). Its events
-        are dropped. A trial still waiting for a slot is just forgotten."""
+    def cancel(self, number: int, force: bool = False, at: int | None = None) -> None:
+        """Stop a trial: the board tells its task to return before its next epoch (at once
+        when it waits at a rung); with `force` (a trial stuck past its timeout) Ray ends its
+        worker process (its slot's). Its events are dropped. A trial still waiting for a slot
+        is just forgotten. A trial stopped `at` a rung of `pause_at` (it waits there for this
+        verdict, and returns the moment it has it) leaves its slot to the next trial at once:
+        that one waits on the slot behind it, not for a poll to see the stopped task end."""
         if self.waiting.pop(number, None) is not None:
             return
         gen = self.streams.pop(number, None)
@@ -446,7 +453,8 @@ class RayExecutor:
         else:
             self.board.stop.remote(number)
             self.stopping[number] = (gen, time.monotonic())
-            self._vacate(number)  # the next trial waits on its slot for its return, not for a poll to see it
+            if at in self.pause_at:
+                self._vacate(number)
 
     def go(self, number: int, epoch: int) -> None:
         """Trial `number` goes on after `epoch`: a trial waiting there (a rung of `pause_at`)

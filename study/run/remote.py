@@ -100,9 +100,13 @@ class StopBoard:
                 waiters.pop(number).set()
 
     async def verdict(self, number: int, epoch: int) -> bool:
-        """True if trial `number` is to stop; False once it was let past `epoch` (or forgotten)."""
-        if number not in self.stopped and self.passed.get(number, 0) < epoch:
-            await self.pausing.setdefault(number, asyncio.Event()).wait()
+        """True if trial `number` is to stop; False once it was let past `epoch` (a `go` for an
+        earlier rung, late, does not answer it), or forgotten."""
+        while number not in self.stopped and self.passed.get(number, 0) < epoch:
+            event = self.pausing.setdefault(number, asyncio.Event())
+            await event.wait()
+            if number not in self.passed and number not in self.stopped:
+                return False  # forgotten
         return number in self.stopped
 
     async def go(self, number: int, epoch: int) -> None:
@@ -149,7 +153,8 @@ def until_stopped(events: Iterator[Event], number: int, board: Any, pause_at: fr
                 took = time.monotonic() - began
                 verdict = board.verdict.remote(number, event.epoch).future()
                 with contextlib.suppress(Exception):  # no verdict in time, or no board: train on
-                    verdict.result(timeout=min(MAX_PAUSE_SECONDS, max(MIN_PAUSE_SECONDS, took)))
+                    if verdict.result(timeout=min(MAX_PAUSE_SECONDS, max(MIN_PAUSE_SECONDS, took))) is True:
+                        return  # stopped (the answer to `wait` may come a moment later)
             began = time.monotonic()
         if answer is not None and answer.done():
             if answer.exception() is None and answer.result():

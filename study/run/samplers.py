@@ -103,13 +103,17 @@ _RUNG_CAP = 1_000_000
 
 def pause_epochs(spec: StudySpec, space: Any = None) -> frozenset[int]:
     """The epochs after which a trial waits for the pruner's verdict before it trains on:
-    the rungs of the halving pruners (successive halving; Hyperband: every bracket's, which
-    are the same steps), where the verdict is mostly "stop", so a pruned trial trains no epoch
-    past its rung. Empty for the other pruners (the median pruner decides at every epoch and
-    mostly lets a trial go on, so a trial trains on while the driver decides, and stops before
-    its next epoch when told) and for successive halving with Optuna's ``auto`` rungs (epochs
-    not known before a trial runs). The trial's last epoch needs no pause, but a pause there
-    costs nothing: the driver answers it as any other."""
+    the rungs of the halving pruners, where the verdict is mostly "stop", so a pruned trial
+    trains no epoch past its rung. Successive halving decides at ``min_resource *
+    reduction_factor**(min_early_stopping_rate + k)``; Hyperband's bracket ``b`` at
+    ``min_resource * reduction_factor**(b + k)``, so the union over its brackets is every
+    ``min_resource * reduction_factor**k`` (a trial of a higher bracket pauses at the lower
+    rungs too, where the driver only says go on: one round trip to the driver each). Empty
+    for the other pruners (the median pruner decides at every epoch and mostly lets a trial
+    go on, so a trial trains on while the driver decides, and stops before its next epoch when
+    told) and for successive halving with Optuna's ``auto`` rungs (epochs not known before a
+    trial runs). With the trials' epochs unknown (a trainer function's own), rungs up to
+    `_RUNG_CAP` are listed; a trial that ends before them never reaches them."""
     p = spec.pruner
     if not spec.pruning or p.name not in ("successive_halving", "hyperband"):
         return frozenset()

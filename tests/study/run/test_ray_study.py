@@ -354,6 +354,56 @@ def test_force_and_a_trial_deaf_to_the_board_are_cancelled_by_ray(
         ex.close()
 
 
+def _deaf_then_quick(number: int, config: Any, data: Any) -> Any:
+    """Trial 0's first epoch lasts 30 s (it looks at the board only after it); the others run
+    three epochs of 0.1 s and end."""
+    from study.run.events import Ended, Epoch, Started
+
+    yield Started(number, {"pid": os.getpid()})
+    for epoch in range(1, 4):
+        time.sleep(30.0 if number == 0 else 0.1)
+        yield Epoch(number, epoch, {"val_loss": 1.0})
+    yield Ended(number, "completed", 3, 3, 10)
+
+
+def test_a_trial_queued_behind_one_stopped_at_a_rung_runs_even_if_that_one_never_returns(
+    ray_address: str, workdir: Path, tiny_spec: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trial stopped at a rung leaves its slot to the next trial at once (it waits there for
+    the verdict and returns the moment it has it). One that does not return is ended with its
+    slot after the grace, and the trial queued behind it, which never started, runs on a new
+    slot, with no `Died` event."""
+    import study.run.ray_executor as ray_executor
+    from study.run.events import Died, Ended, Started
+    from study.run.ray_executor import RayExecutor
+    from trainers import TrainConfig
+
+    prep = prepare(parse_spec(tiny_spec()))
+    monkeypatch.setattr(ray_executor, "STOP_GRACE_SECONDS", 0.5)
+    ex = RayExecutor(prep.data, trial_fn=_deaf_then_quick, pause_at=frozenset({1}))
+    try:
+        ex.submit(0, TrainConfig(epochs=3))
+        started: dict[int, int] = {}
+        deadline = time.monotonic() + 90
+        while 0 not in started and time.monotonic() < deadline:
+            started |= {e.number: e.info["pid"] for e in ex.poll(0.5) if isinstance(e, Started)}
+        assert 0 in started
+        slot = ex.on_slot[0]
+        ex.cancel(0, at=1)  # as the driver does when the pruner stops it at rung 1 (it is deaf, in its epoch)
+        ex.submit(1, TrainConfig(epochs=3))
+        assert ex.on_slot[1] is slot  # queued behind trial 0 on its slot
+        events: list[Any] = []
+        deadline = time.monotonic() + 90
+        while not any(isinstance(e, Ended) for e in events) and time.monotonic() < deadline:
+            events += ex.poll(0.5)
+        assert [e.number for e in events if isinstance(e, Ended)] == [1]
+        assert not [e for e in events if isinstance(e, Died)]
+        (start,) = [e for e in events if isinstance(e, Started)]
+        assert start.info["pid"] != started[0] and slot not in ex.pool  # a new slot: trial 0's was ended
+    finally:
+        ex.close()
+
+
 def test_a_trial_given_a_lost_slot_runs_on_another(ray_address: str, workdir: Path, tiny_spec: Any) -> None:
     """A slot whose process died while idle is found out when a trial is given to it: the
     trial, which never started, runs on a new slot with no `Died` event (nothing of it was
@@ -545,6 +595,9 @@ def test_the_stop_board() -> None:
         pausing = asyncio.ensure_future(board.verdict(4, 3))
         await asyncio.sleep(0.01)
         assert not pausing.done()  # let past epoch 1, not 3
+        await board.go(4, 1)  # a late answer for an earlier rung (its pause had timed out)
+        await asyncio.sleep(0.01)
+        assert not pausing.done()
         await board.go(4, 3)
         assert await pausing is False
         pausing = asyncio.ensure_future(board.verdict(4, 9))
