@@ -43,7 +43,7 @@ that the targets use), paired differences with a bootstrap interval, and writes
 ``results.json`` and ``best_so_far.png`` (median over seeds of the best validation accuracy
 found against the epochs trained) to ``--out``.
 
-    python benchmarks/search_efficiency.py [--datasets digits,mnist1d] [--seeds 5]
+    python benchmarks/search_efficiency.py [--datasets digits,mnist1d] [--seeds 5] [--first-seed 0]
         [--methods hpstudy,random-1x,random-2x,random-4x,tune-asha] [--budget 600 | --trials N]
         [--out DIR] [--quick]
 """
@@ -511,7 +511,8 @@ def save(args: argparse.Namespace, runs: list[dict[str, Any]], total: float) -> 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default="digits,mnist1d")
-    p.add_argument("--seeds", type=int, default=5, help="study seeds 0..N-1")
+    p.add_argument("--seeds", type=int, default=5, help="how many study seeds: K..K+N-1 (K: --first-seed)")
+    p.add_argument("--first-seed", type=int, default=0, help="the first study seed (more seeds after an earlier run)")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"from: {', '.join(METHODS)}")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--budget", type=int, help="epochs per study at 1x (default 600: 20 full trials of 30 epochs)")
@@ -572,7 +573,7 @@ def main() -> None:
             data_spec, data = bench_data(ds, work)
             global N_INPUTS
             N_INPUTS = data.n_features
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 unit = args.budget
                 for m in methods:
                     meth = METHODS[m]
@@ -604,7 +605,7 @@ def main() -> None:
     table = summarize(runs, methods, datasets)
     head = (
         f"search efficiency: budget {f'{args.budget} epochs' if args.budget else f'hpstudy at {args.trials} trials'} at 1x, "
-        f"study seeds 0..{args.seeds - 1}, {args.retrain_seeds} re-training seeds, {os.cpu_count()} CPUs, concurrency {CONCURRENCY}; "
+        f"study seeds {args.first_seed}..{args.first_seed + args.seeds - 1}, {args.retrain_seeds} re-training seeds, {os.cpu_count()} CPUs, concurrency {CONCURRENCY}; "
         f"total {total:.0f} s"
     )
     print("\n" + head + table)
