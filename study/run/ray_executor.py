@@ -211,7 +211,7 @@ class RayExecutor:
                 (self._fn_ref, number, config, self.data_ref, self.board, self.pause_at),
             )
         else:
-            code_params = (self.code, dict(params or {})) if self.code is not None else (None, None)
+            user = dict(params or {}) if self.code is not None else None
             args = (
                 number,
                 config,
@@ -220,7 +220,8 @@ class RayExecutor:
                 self.device,
                 self.threads,
                 self.board,
-                *code_params,
+                self.code,
+                user,
                 self.pause_at,
             )
             call = ("run_trial", args)

@@ -4,8 +4,9 @@ model or trainer function) and `run_fn` (a scripted trial function) that run one
 that ask for GPUs: the slots have not been measured on a GPU machine yet), the grouping of
 a trial's events into Ray objects (`coalesced`), and the `StopBoard` a task asks whether it is
 to stop, before each epoch, and for the pruner's verdict at a rung (`until_stopped`). A
-worker imports this module, `study.run.worker` and the trainers, never the driver's side (the spec, Optuna, the stores): each of a cluster's worker processes
-starts faster (about 0.4 s of CPU less each, measured with ``python -X importtime``).
+worker imports this module, `study.run.worker` and the trainers, never the driver's side
+(the spec, Optuna, the stores): each of a cluster's worker processes starts faster (about
+0.4 s of CPU less each, measured with ``python -X importtime``).
 
 A trial's events go out as they come, except epochs that finish within `COALESCE_SECONDS` of
 the trial's last message: those wait for the next event and go with it. A trial of slow
@@ -162,6 +163,12 @@ def until_stopped(events: Iterator[Event], number: int, board: Any, pause_at: fr
             answer = None  # forgotten, or the board is gone: nothing will stop this trial but Ray
 
 
+def messages(events: Iterator[Event], number: int, board: Any, pause_at: frozenset[int]) -> Iterator[list[Event]]:
+    """A trial's events, placed, as messages (`coalesced`) until the board stops it
+    (`until_stopped`), pausing at the epochs of `pause_at` for the verdict."""
+    yield from coalesced(until_stopped(placed(events), number, board, pause_at), pause_at=pause_at)
+
+
 def trial_messages(
     number: int,
     config: TrainConfig | None,
@@ -177,8 +184,7 @@ def trial_messages(
     """A trial's messages (the built-in MLP, a user's model or trainer function) until the
     board stops it, pausing at the epochs of `pause_at` for its verdict: what
     `TrialSlot.run_trial` and the `run_trial` task yield."""
-    events = trial_events(number, config, data, backend, device, threads, code, params)
-    yield from coalesced(until_stopped(placed(events), number, board, pause_at), pause_at=pause_at)
+    yield from messages(trial_events(number, config, data, backend, device, threads, code, params), number, board, pause_at)
 
 
 def fn_messages(
@@ -190,7 +196,7 @@ def fn_messages(
     pause_at: frozenset[int] = frozenset(),
 ) -> Iterator[list[Event]]:
     """A scripted trial function's messages until the board stops it (`TrialSlot.run_fn`, `run_fn`)."""
-    yield from coalesced(until_stopped(placed(fn(number, config, data)), number, board, pause_at), pause_at=pause_at)
+    yield from messages(fn(number, config, data), number, board, pause_at)
 
 
 @ray.remote(max_restarts=0, max_task_retries=0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import optuna
@@ -97,6 +97,17 @@ def halving_min_resource(epochs: int, reduction_factor: int) -> int:
     return max(1, epochs // reduction_factor**3)
 
 
+def halving_min_resource_of(p: Any, epochs: int | None) -> int | Literal["auto"]:
+    """The ``min_resource`` a halving pruner spec `p` is built with: the spec's, else derived
+    from the trials' `epochs` (`halving_min_resource`), else Optuna's ``auto`` (successive
+    halving) or 1 (Hyperband)."""
+    if p.min_resource != "auto":
+        return int(p.min_resource)
+    if epochs:
+        return halving_min_resource(epochs, p.reduction_factor)
+    return "auto" if p.name == "successive_halving" else 1
+
+
 #: The highest rung `pause_epochs` lists when the trials' epochs are not known.
 _RUNG_CAP = 1_000_000
 
@@ -118,11 +129,8 @@ def pause_epochs(spec: StudySpec, space: Any = None) -> frozenset[int]:
     if not spec.pruning or p.name not in ("successive_halving", "hyperband"):
         return frozenset()
     epochs = trial_epochs(spec, space)
-    derived = halving_min_resource(epochs, p.reduction_factor) if epochs else None
-    low = p.min_resource if p.min_resource != "auto" else derived
-    if low is None and p.name == "hyperband":
-        low = 1  # as `_pruner` builds it
-    if low is None:
+    low = halving_min_resource_of(p, epochs)
+    if low == "auto":
         return frozenset()
     step = low * p.reduction_factor ** (p.min_early_stopping_rate if p.name == "successive_halving" else 0)
     rungs = set()
@@ -140,10 +148,10 @@ def _pruner(p: Any, epochs: int | None = None) -> optuna.pruners.BasePruner:
             p.percentile, n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps, interval_steps=p.interval_steps
         )
     if p.name in ("successive_halving", "hyperband"):
-        derived = halving_min_resource(epochs, p.reduction_factor) if epochs else None
-        low = p.min_resource if p.min_resource != "auto" else derived
+        low = halving_min_resource_of(p, epochs)
         if p.name == "successive_halving":
-            return optuna.pruners.SuccessiveHalvingPruner(low or "auto", p.reduction_factor, p.min_early_stopping_rate)
+            return optuna.pruners.SuccessiveHalvingPruner(low, p.reduction_factor, p.min_early_stopping_rate)
         high = p.max_resource if p.max_resource != "auto" else (epochs or "auto")
-        return optuna.pruners.HyperbandPruner(low or 1, high, p.reduction_factor)
+        assert low != "auto"  # Hyperband's is never Optuna's auto
+        return optuna.pruners.HyperbandPruner(low, high, p.reduction_factor)
     return optuna.pruners.PatientPruner(_pruner(p.wrapped, epochs) if p.wrapped else None, p.patience, p.min_delta)
